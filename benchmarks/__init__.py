@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks [chapter ...]`` (or ``make bench``)."""

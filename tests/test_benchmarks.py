@@ -1,0 +1,33 @@
+"""The benchmark harness: medians, speedups, value checks, RESULTS.md sections."""
+
+import pytest
+
+from benchmarks import __main__ as bench_main
+from benchmarks._harness import Case, median_time, run_case
+
+
+def test_median_time_returns_the_output():
+    seconds, output = median_time(lambda: 41 + 1, repeats=3)
+    assert output == 42 and seconds >= 0
+
+
+def test_run_case_reports_speedup_and_checks_values():
+    def check(ours, reference):
+        if ours != reference:
+            raise AssertionError("values differ")
+
+    case = Case("sum", ours=lambda: sum(range(10)), reference=lambda: sum(range(10)),
+                reference_name="builtin", check=check, min_speedup=0.0, repeats=3)
+    result = run_case(case)
+    assert result.same_values and result.meets_target and result.speedup > 0
+    bad = Case("sum", ours=lambda: 1, reference=lambda: 2, reference_name="x", check=check)
+    with pytest.raises(AssertionError, match="values differ"):
+        run_case(bad)
+
+
+def test_results_sections_are_replaced_not_duplicated(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_main, "RESULTS", tmp_path / "RESULTS.md")
+    bench_main.update_results({"demo": "<!-- chapter:demo -->\nold\n<!-- end:demo -->"})
+    bench_main.update_results({"demo": "<!-- chapter:demo -->\nnew\n<!-- end:demo -->"})
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "new" in text and "old" not in text and text.count("chapter:demo") == 1

@@ -1,0 +1,61 @@
+"""pyproject.toml, environment.yml, constraints.txt and the two commands agree."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def name_of(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def pyproject_requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project["dependencies"] + project["optional-dependencies"]["test"]
+
+
+def environment_requirements() -> list[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "python=3.11" in env["dependencies"]
+    return [r for r in pip if not r.startswith("-")]
+
+
+def test_pyproject_and_environment_list_the_same_packages_and_ranges():
+    ours = sorted(pyproject_requirements())
+    theirs = sorted(environment_requirements())
+    assert [name_of(r) for r in ours] == [name_of(r) for r in theirs]
+    assert ours == theirs, "keep the version ranges identical too"
+
+
+def test_runtime_and_test_dependencies_are_the_course_stack():
+    names = {name_of(r) for r in pyproject_requirements()}
+    assert names == {
+        "torch", "torchvision", "numpy", "pandas", "scikit-learn", "matplotlib", "tqdm",
+        "safetensors", "aif360", "fairlearn", "captum", "shap", "opacus", "jupyterlab", "ipykernel",
+        "pytest", "nbval", "pytest-xdist", "hypothesis",
+    }
+
+
+def test_constraints_pin_every_declared_package_exactly():
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.lower().replace("_", "-")] = version
+    for requirement in pyproject_requirements():
+        assert name_of(requirement) in pins, f"{requirement} is not pinned in constraints.txt"
+    assert "torchattacks" in pins
+
+
+def test_makefile_offers_the_commands_readme_promises():
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("lab:", "test:", "bench:", "notebooks:", "execute:"):
+        assert re.search(rf"^{target}", makefile, re.M), target
+    assert "--allow-root" in makefile and "LAB_ARGS" in makefile
+    readme = (ROOT / "README.md").read_text()
+    assert "make lab" in readme and "make test" in readme

@@ -1,0 +1,119 @@
+"""trustml_lab: the helper package of the trustml-lab course.
+
+One module per chapter, each a set of batched, device-agnostic PyTorch kernels:
+``data`` and ``models`` (getting started), then the chapter modules. Every notebook
+starts with :func:`setup` and prints :func:`versions`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from importlib import metadata
+
+import numpy as np
+import torch
+
+__all__ = ["__version__", "setup", "versions", "banner"]
+
+__version__ = "0.1.0"
+
+#: Packages whose versions the notebook banner reports (when installed).
+_REPORTED = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "aif360",
+    "fairlearn",
+    "captum",
+    "shap",
+    "opacus",
+)
+
+
+def _best_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def setup(seed: int = 0, *, threads: int | None = None) -> torch.device:
+    """Make a session reproducible and return the best available device.
+
+    Seeds Python, NumPy and PyTorch (all devices) with ``seed``, turns on PyTorch's
+    deterministic algorithms (warning, not failing, where an operation has none),
+    sets the number of torch threads (``threads``, else the environment variable
+    ``TRUSTML_THREADS``, else torch's default) and returns ``cuda``, ``mps`` or
+    ``cpu``, in that order of preference.
+
+    >>> device = setup(seed=0, threads=1)
+    >>> device.type in {"cpu", "cuda", "mps"}
+    True
+    >>> torch.get_num_threads()
+    1
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    if threads is None and os.environ.get("TRUSTML_THREADS"):
+        raw = os.environ["TRUSTML_THREADS"]
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"TRUSTML_THREADS: expected a positive integer, got {raw!r}")
+        threads = int(raw)
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
+        torch.set_num_threads(threads)
+    # cuBLAS needs this to be deterministic; it must be set before cuBLAS starts.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds every device
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.backends.cudnn.is_available():
+        torch.backends.cudnn.benchmark = False
+    return _best_device()
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, trustml_lab and the course's libraries, plus the device.
+
+    Read from package metadata, so nothing heavy is imported.
+
+    >>> v = versions()
+    >>> sorted(k for k in ("python", "trustml_lab", "torch", "device") if k in v)
+    ['device', 'python', 'torch', 'trustml_lab']
+    """
+    found = {"python": platform.python_version(), "trustml_lab": __version__}
+    for name in _REPORTED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    found["device"] = str(_best_device())
+    found["threads"] = str(torch.get_num_threads())
+    return found
+
+
+def banner() -> str:
+    """One line for the top of a notebook: the versions that matter, and the device.
+
+    >>> banner().startswith("trustml_lab ")
+    True
+    """
+    v = versions()
+    libs = ", ".join(f"{k} {v[k]}" for k in _REPORTED if k in v and k != "torchvision")
+    return (
+        f"trustml_lab {v['trustml_lab']} | python {v['python']} | {libs} | "
+        f"device {v['device']}, {v['threads']} threads"
+    )
+
+
+if sys.version_info < (3, 10):  # pragma: no cover - guarded by pyproject too
+    raise ImportError("trustml_lab needs Python 3.10 or newer")

@@ -1,0 +1,489 @@
+"""The course's data sets, read offline from ``data/`` and checked against its MANIFEST.
+
+=================  =======  ========  ==============================================
+loader             samples  features  target
+=================  =======  ========  ==============================================
+load_german_credit   1,000    20 (+sex) ``good_credit``: 1 good risk (700), 0 bad (300)
+load_adult          48,842    14      ``income``: 1 ">50K" (11,687), 0 "<=50K"
+load_mnist           5,000    28x28   digit 0-9, 500 images per class
+=================  =======  ========  ==============================================
+
+Every loader verifies its file's sha256 against ``data/MANIFEST`` first and raises
+:class:`DataIntegrityError` (or ``FileNotFoundError``) naming the file when it is
+altered or missing. Nothing here touches the network. The files are written once by
+``scripts/build_data.py``; ``data/README.md`` gives their provenance and licenses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ._validation import as_tensor, check_same_length, describe
+
+__all__ = [
+    "DataIntegrityError",
+    "ManifestEntry",
+    "TabularData",
+    "data_dir",
+    "encode_tabular",
+    "load_adult",
+    "load_german_credit",
+    "load_mnist",
+    "load_mnist_split",
+    "read_manifest",
+    "sha256_file",
+    "train_test_split",
+    "update_manifest",
+    "verified_path",
+]
+
+MANIFEST_COLUMNS = ("file", "sha256", "rows", "columns", "source", "license")
+
+
+class DataIntegrityError(ValueError):
+    """A data file does not match the sha256 recorded in ``data/MANIFEST``."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One row of ``data/MANIFEST``."""
+
+    file: str
+    sha256: str
+    rows: int
+    columns: int
+    source: str
+    license: str
+
+
+def data_dir() -> Path:
+    """The folder holding the data files: ``$TRUSTML_DATA`` if set, else the repo's ``data/``.
+
+    >>> (data_dir() / "MANIFEST").exists()
+    True
+    """
+    override = os.environ.get("TRUSTML_DATA")
+    return Path(override) if override else Path(__file__).resolve().parents[1] / "data"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks.
+
+    >>> len(sha256_file(data_dir() / "MANIFEST"))
+    64
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path | None = None) -> dict[str, ManifestEntry]:
+    """Parse ``MANIFEST`` (tab-separated, one header line) into entries by file name.
+
+    >>> read_manifest()["german.data.gz"].rows
+    1000
+    """
+    folder = data_dir() if folder is None else Path(folder)
+    path = folder / "MANIFEST"
+    if not path.exists():
+        raise FileNotFoundError(f"data manifest {path} is missing; restore it with `git checkout data/`")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or tuple(lines[0].split("\t")) != MANIFEST_COLUMNS:
+        raise DataIntegrityError(f"{path}: expected the header {'/'.join(MANIFEST_COLUMNS)}")
+    entries = {}
+    for line in lines[1:]:
+        if line.strip():
+            file, sha, rows, columns, source, license_ = line.split("\t")
+            entries[file] = ManifestEntry(file, sha, int(rows), int(columns), source, license_)
+    return entries
+
+
+def update_manifest(entries: Sequence[ManifestEntry], *, data_dir: Path) -> list[str]:
+    """Add or replace ``entries`` in ``data_dir/MANIFEST``, keep the others; return its lines.
+
+    Used by the maintainer scripts (``build_data.py``, ``train_reference_models.py``).
+    Rows are sorted by file name so the manifest is byte-reproducible.
+    """
+    path = Path(data_dir) / "MANIFEST"
+    current = read_manifest(Path(data_dir)) if path.exists() else {}
+    for entry in entries:
+        current[entry.file] = entry
+    lines = ["\t".join(MANIFEST_COLUMNS)]
+    for name in sorted(current):
+        e = current[name]
+        lines.append(f"{e.file}\t{e.sha256}\t{e.rows}\t{e.columns}\t{e.source}\t{e.license}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
+
+
+def verified_path(filename: str, folder: Path | None = None) -> Path:
+    """The path of ``filename`` in the data folder, after checking it against MANIFEST.
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`DataIntegrityError` for
+    a file whose sha256 differs from the manifest's, both naming the file.
+
+    >>> verified_path("german.data.gz").name
+    'german.data.gz'
+    """
+    folder = data_dir() if folder is None else Path(folder)
+    manifest = read_manifest(folder)
+    if filename not in manifest:
+        raise DataIntegrityError(f"{filename}: not listed in {folder / 'MANIFEST'}")
+    path = folder / filename
+    if not path.exists():
+        raise FileNotFoundError(
+            f"data file {filename} is missing from {folder}; restore it with "
+            f"`git checkout data/{filename}` (maintainers: scripts/build_data.py)"
+        )
+    actual = sha256_file(path)
+    if actual != manifest[filename].sha256:
+        raise DataIntegrityError(
+            f"data file {filename} is altered: its sha256 is {actual}, MANIFEST says "
+            f"{manifest[filename].sha256}; restore it with `git checkout data/{filename}`"
+        )
+    return path
+
+
+# --------------------------------------------------------------------------- German credit
+
+_GERMAN_COLUMNS = {
+    "checking_status": {"A11": "< 0 DM", "A12": "0-200 DM", "A13": ">= 200 DM", "A14": "no account"},
+    "duration_months": None,
+    "credit_history": {
+        "A30": "no credits / all paid", "A31": "all paid at this bank", "A32": "existing paid duly",
+        "A33": "past delays", "A34": "critical account",
+    },
+    "purpose": {
+        "A40": "new car", "A41": "used car", "A42": "furniture/equipment", "A43": "radio/TV",
+        "A44": "domestic appliances", "A45": "repairs", "A46": "education", "A47": "vacation",
+        "A48": "retraining", "A49": "business", "A410": "other",
+    },
+    "credit_amount": None,
+    "savings": {
+        "A61": "< 100 DM", "A62": "100-500 DM", "A63": "500-1000 DM", "A64": ">= 1000 DM",
+        "A65": "unknown / none",
+    },
+    "employment_since": {
+        "A71": "unemployed", "A72": "< 1 year", "A73": "1-4 years", "A74": "4-7 years",
+        "A75": ">= 7 years",
+    },
+    "installment_rate": None,
+    "personal_status": {
+        "A91": "male: divorced/separated", "A92": "female: divorced/separated/married",
+        "A93": "male: single", "A94": "male: married/widowed", "A95": "female: single",
+    },
+    "other_debtors": {"A101": "none", "A102": "co-applicant", "A103": "guarantor"},
+    "residence_since": None,
+    "property": {
+        "A121": "real estate", "A122": "savings / life insurance", "A123": "car / other",
+        "A124": "unknown / none",
+    },
+    "age": None,
+    "other_installment_plans": {"A141": "bank", "A142": "stores", "A143": "none"},
+    "housing": {"A151": "rent", "A152": "own", "A153": "for free"},
+    "existing_credits": None,
+    "job": {
+        "A171": "unskilled non-resident", "A172": "unskilled resident", "A173": "skilled",
+        "A174": "highly qualified",
+    },
+    "num_dependents": None,
+    "telephone": {"A191": "none", "A192": "yes"},
+    "foreign_worker": {"A201": "yes", "A202": "no"},
+}
+
+
+@dataclass(frozen=True)
+class TabularData:
+    """A table encoded for a model: float features, integer target, protected attributes.
+
+    ``protected`` maps an attribute name to an int64 tensor in which 1 marks the group
+    aif360 treats as privileged (German credit: male, age >= 25; Adult: male, white).
+    """
+
+    features: torch.Tensor
+    target: torch.Tensor
+    feature_names: tuple[str, ...]
+    protected: dict[str, torch.Tensor]
+
+
+def encode_tabular(
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    exclude: Sequence[str] = (),
+    protected: dict[str, pd.Series] | None = None,
+) -> TabularData:
+    """One-hot encode categorical columns and standardize numeric ones.
+
+    Numeric columns are z-scored with the whole table's mean and standard deviation
+    (fine for teaching; fit them on the training part alone for a strict evaluation).
+    Missing categories become all-zero one-hot rows.
+
+    >>> df = pd.DataFrame({"a": [1.0, 3.0], "b": ["x", "y"], "t": [0, 1]})
+    >>> enc = encode_tabular(df, target="t")
+    >>> enc.feature_names
+    ('a', 'b=x', 'b=y')
+    >>> enc.features
+    tensor([[-1.,  1.,  0.],
+            [ 1.,  0.,  1.]])
+    """
+    if target not in frame.columns:
+        raise ValueError(f"target: expected one of the columns {list(frame.columns)}, got {target!r}")
+    columns = [c for c in frame.columns if c != target and c not in set(exclude)]
+    blocks, names = [], []
+    for column in columns:
+        series = frame[column]
+        if pd.api.types.is_numeric_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype):
+            values = series.to_numpy(dtype=np.float64)
+            std = values.std()
+            blocks.append(((values - values.mean()) / (std if std > 0 else 1.0))[:, None])
+            names.append(column)
+        else:
+            categories = (
+                list(series.cat.categories) if isinstance(series.dtype, pd.CategoricalDtype)
+                else sorted(series.dropna().unique())
+            )
+            codes = pd.Categorical(series, categories=categories).codes
+            one_hot = np.zeros((len(series), len(categories)))
+            rows = np.flatnonzero(codes >= 0)
+            one_hot[rows, codes[rows]] = 1.0
+            blocks.append(one_hot)
+            names.extend(f"{column}={c}" for c in categories)
+    features = torch.from_numpy(np.concatenate(blocks, axis=1).astype(np.float32))
+    target_tensor = torch.tensor(frame[target].to_numpy(dtype=np.int64))
+    groups = {k: torch.tensor(np.asarray(v, dtype=np.int64)) for k, v in (protected or {}).items()}
+    return TabularData(features, target_tensor, tuple(names), groups)
+
+
+def load_german_credit(*, as_frame: bool = True) -> pd.DataFrame | TabularData:
+    """The Statlog German credit data: 1,000 loan applicants, good or bad credit risk.
+
+    Columns: the 20 UCI attributes with codes decoded to words (``checking_status``,
+    ``duration_months``, ``credit_history``, ``purpose``, ``credit_amount``, ``savings``,
+    ``employment_since``, ``installment_rate``, ``personal_status``, ``other_debtors``,
+    ``residence_since``, ``property``, ``age``, ``other_installment_plans``, ``housing``,
+    ``existing_credits``, ``job``, ``num_dependents``, ``telephone``, ``foreign_worker``),
+    the target ``good_credit`` (1 good, the favorable label; 0 bad) and the protected
+    attribute ``sex`` ("male"/"female"), decoded from ``personal_status`` as aif360 does.
+    ``age`` (years) is the second protected attribute; aif360 calls ``age >= 25``
+    privileged.
+
+    With ``as_frame=False`` returns :class:`TabularData` (``sex`` is left out of the
+    features, since ``personal_status`` carries it; ``protected`` holds ``sex`` and
+    ``age`` as 0/1 with 1 = male, age >= 25).
+
+    >>> df = load_german_credit()
+    >>> df.shape
+    (1000, 22)
+    >>> df["sex"].value_counts().to_dict()
+    {'male': 690, 'female': 310}
+    >>> round(float(df["good_credit"].mean()), 2)
+    0.7
+    """
+    path = verified_path("german.data.gz")
+    raw = pd.read_csv(path, sep=" ", header=None, compression="gzip", dtype=str)
+    frame = pd.DataFrame()
+    for index, (name, codes) in enumerate(_GERMAN_COLUMNS.items()):
+        column = raw[index]
+        if codes is None:
+            frame[name] = column.astype(np.int64)
+        else:
+            frame[name] = pd.Categorical(column.map(codes), categories=list(codes.values()))
+    frame["good_credit"] = (raw[20].astype(int) == 1).astype(np.int64)
+    frame["sex"] = np.where(frame["personal_status"].astype(str).str.startswith("female"), "female", "male")
+    if as_frame:
+        return frame
+    return encode_tabular(
+        frame,
+        target="good_credit",
+        exclude=("sex",),
+        protected={"sex": frame["sex"] == "male", "age": frame["age"] >= 25},
+    )
+
+
+# --------------------------------------------------------------------------- Adult
+
+_ADULT_COLUMNS = [
+    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
+    "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss",
+    "hours_per_week", "native_country", "income",
+]
+_ADULT_NUMERIC = {"age", "fnlwgt", "education_num", "capital_gain", "capital_loss", "hours_per_week"}
+
+
+def _read_adult_part(filename: str) -> pd.DataFrame:
+    path = verified_path(filename)
+    part = pd.read_csv(
+        path, header=None, names=_ADULT_COLUMNS, sep=",", skipinitialspace=True,
+        na_values="?", compression="gzip", comment="|", dtype=str,
+    ).dropna(how="all")
+    return part
+
+
+def load_adult(*, as_frame: bool = True) -> pd.DataFrame | TabularData:
+    """The UCI Adult census data: 48,842 people, income above 50K or not.
+
+    Train (32,561 rows) and test (16,281 rows) come together; the column ``split``
+    says which. Columns: ``age``, ``workclass``, ``fnlwgt``, ``education``,
+    ``education_num``, ``marital_status``, ``occupation``, ``relationship``, ``race``,
+    ``sex``, ``capital_gain``, ``capital_loss``, ``hours_per_week``,
+    ``native_country``, the target ``income`` (1 for ">50K", the favorable label) and
+    ``split``. Protected attributes: ``sex`` and ``race``. Unknown values ("?" in the
+    original) are missing (``NaN``) in ``workclass``, ``occupation``, ``native_country``.
+
+    With ``as_frame=False`` returns :class:`TabularData` without ``fnlwgt`` (a census
+    sampling weight) and ``split``; ``protected`` holds ``sex`` (1 male) and ``race``
+    (1 white).
+
+    >>> df = load_adult()
+    >>> df.shape
+    (48842, 16)
+    >>> df["split"].value_counts().to_dict()
+    {'train': 32561, 'test': 16281}
+    >>> round(float(df["income"].mean()), 3)
+    0.239
+    """
+    parts = []
+    for filename, split in (("adult.data.gz", "train"), ("adult.test.gz", "test")):
+        part = _read_adult_part(filename)
+        part["split"] = split
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    for column in _ADULT_COLUMNS:
+        if column in _ADULT_NUMERIC:
+            frame[column] = frame[column].astype(np.int64)
+        elif column != "income":
+            frame[column] = pd.Categorical(frame[column], categories=sorted(frame[column].dropna().unique()))
+    frame["income"] = frame["income"].str.rstrip(".").eq(">50K").astype(np.int64)
+    if as_frame:
+        return frame
+    return encode_tabular(
+        frame,
+        target="income",
+        exclude=("fnlwgt", "split"),
+        protected={"sex": frame["sex"] == "Male", "race": frame["race"] == "White"},
+    )
+
+
+# --------------------------------------------------------------------------- MNIST
+
+def load_mnist(*, n_per_class: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """5,000 MNIST digits (500 per class): images in [0, 1] of shape (N, 1, 28, 28), labels.
+
+    ``n_per_class`` keeps the first ``n`` images of each digit (1 to 500); the result is
+    ordered by class, so shuffle or use :func:`train_test_split` before training.
+
+    >>> images, labels = load_mnist(n_per_class=3)
+    >>> images.shape, images.dtype, labels.tolist()[:4]
+    (torch.Size([30, 1, 28, 28]), torch.float32, [0, 0, 0, 1])
+    >>> float(images.min()), float(images.max())
+    (0.0, 1.0)
+    """
+    if n_per_class is not None:
+        if isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or not 1 <= n_per_class <= 500:
+            raise ValueError(f"n_per_class: expected an int in [1, 500] or None, got {n_per_class!r}")
+    path = verified_path("mnist_5k.csv.gz")
+    table = pd.read_csv(path, header=None, compression="gzip", dtype=np.uint8).to_numpy()
+    pixels = torch.from_numpy(table[:, :784].copy())
+    labels = torch.from_numpy(table[:, 784].astype(np.int64))
+    if n_per_class is not None:
+        order = torch.argsort(labels, stable=True)
+        first = torch.searchsorted(labels[order], torch.arange(10))
+        rank = torch.arange(len(labels)) - first[labels[order]]
+        keep = torch.sort(order[rank < n_per_class]).values
+        pixels, labels = pixels[keep], labels[keep]
+    images = pixels.reshape(-1, 1, 28, 28).to(torch.float32) / 255.0
+    return images, labels
+
+
+def load_mnist_split(*, test_size: float = 0.2, seed: int = 0) -> list[torch.Tensor]:
+    """The course's MNIST split: ``[x_train, x_test, y_train, y_test]``, 4,000 / 1,000.
+
+    Stratified and seeded, so every chapter (and the shipped reference CNN,
+    ``data/mnist_cnn.safetensors``) uses the same held-out 1,000 test images.
+
+    >>> x_train, x_test, y_train, y_test = load_mnist_split()
+    >>> len(x_train), len(x_test), torch.bincount(y_test).tolist()[:3]
+    (4000, 1000, [100, 100, 100])
+    """
+    images, labels = load_mnist()
+    return train_test_split(images, labels, test_size=test_size, stratify=labels, seed=seed)
+
+
+# --------------------------------------------------------------------------- splitting
+
+def _take(array: Any, index: torch.Tensor) -> Any:
+    if isinstance(array, torch.Tensor):
+        return array[index.to(array.device)]
+    if isinstance(array, (pd.DataFrame, pd.Series)):
+        return array.iloc[index.numpy()]
+    if isinstance(array, np.ndarray):
+        return array[index.numpy()]
+    if isinstance(array, TabularData):
+        raise TypeError("arrays: split TabularData's fields (features, target, ...) instead")
+    return [array[i] for i in index.tolist()]
+
+
+def train_test_split(
+    *arrays: Any,
+    test_size: float | int = 0.25,
+    stratify: Any = None,
+    seed: int = 0,
+) -> list[Any]:
+    """Split arrays into shuffled train and test parts, seeded and optionally stratified.
+
+    Like scikit-learn's ``train_test_split``: returns ``[a_train, a_test, b_train,
+    b_test, ...]``, each part of the same type as its input (tensor, numpy array,
+    pandas object, list). With ``stratify`` (class labels), each class is split in the
+    same proportion, ``round(test_size * class_size)`` examples going to the test part.
+
+    >>> x, y = torch.arange(10).float(), torch.tensor([0] * 6 + [1] * 4)
+    >>> x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.5, stratify=y, seed=0)
+    >>> len(x_te), int(y_te.sum())
+    (5, 2)
+    """
+    if not arrays:
+        raise ValueError("arrays: expected at least one array to split, got none")
+    n = check_same_length(**{f"arrays[{i}]": a for i, a in enumerate(arrays)})
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)):
+        raise TypeError(f"test_size: expected a float in (0, 1) or an int, got {describe(test_size)}")
+    if isinstance(test_size, float) and not 0.0 < test_size < 1.0:
+        raise ValueError(f"test_size: expected a float in (0, 1), got {test_size}")
+    if isinstance(test_size, int) and not 0 < test_size < n:
+        raise ValueError(f"test_size: expected an int in [1, {n - 1}], got {test_size}")
+    fraction = test_size / n if isinstance(test_size, int) else test_size
+    generator = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=generator)
+    if stratify is None:
+        n_test = int(round(fraction * n))
+        test_mask = torch.zeros(n, dtype=torch.bool)
+        test_mask[:n_test] = True
+    else:
+        labels = as_tensor(stratify, "stratify").cpu()
+        check_same_length(**{"arrays[0]": arrays[0], "stratify": labels})
+        small_ints = not labels.is_floating_point() and labels.dtype != torch.bool and (
+            n == 0 or (int(labels.min()) >= 0 and int(labels.max()) < n))
+        codes = labels.long() if small_ints else torch.unique(labels, return_inverse=True)[1]
+        # one stable sort of the shuffled codes ranks every example within its class
+        sorted_codes, order = torch.sort(codes[perm], stable=True)
+        counts = torch.bincount(sorted_codes)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(n) - starts[sorted_codes]
+        n_test = torch.round(counts.double() * fraction).long()
+        test_mask = torch.empty(n, dtype=torch.bool)
+        test_mask[order] = rank < n_test[sorted_codes]
+    train_index, test_index = perm[~test_mask], perm[test_mask]
+    out: list[Any] = []
+    for array in arrays:
+        out.extend([_take(array, train_index), _take(array, test_index)])
+    return out
