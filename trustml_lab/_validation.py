@@ -57,10 +57,10 @@ def as_tensor(
 
     >>> as_tensor([1, 0, 1], "y_true", dtype=torch.int64)
     tensor([1, 0, 1])
-    >>> as_tensor([[1.0]], "x", ndim=1)
+    >>> as_tensor([[1, 2]], "x", ndim=1)
     Traceback (most recent call last):
     ...
-    ValueError: x: expected a 1-d array, got tensor of shape (1, 1) and dtype torch.float32
+    ValueError: x: expected a 1-d array, got tensor of shape (1, 2) and dtype torch.int64
     """
     if value is None:
         raise TypeError(f"{name}: expected an array or tensor, got None")
