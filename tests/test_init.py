@@ -17,6 +17,7 @@ def test_setup_seeds_every_generator():
     assert first[0] == second[0] and first[1] == second[1]
     assert torch.equal(first[2], second[2])
     assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.backends.mkldnn.enabled
 
 
 def test_setup_returns_best_device_and_sets_threads(monkeypatch):

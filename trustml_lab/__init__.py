@@ -48,7 +48,9 @@ def setup(seed: int = 0, *, threads: int | None = None) -> torch.device:
     """Make a session reproducible and return the best available device.
 
     Seeds Python, NumPy and PyTorch (all devices) with ``seed``, turns on PyTorch's
-    deterministic algorithms (warning, not failing, where an operation has none),
+    deterministic algorithms (warning, not failing, where an operation has none) and
+    PyTorch's native CPU convolutions instead of oneDNN's (which can differ in the last
+    bits between processes),
     sets the number of torch threads (``threads``, else the environment variable
     ``TRUSTML_THREADS``, else torch's default) and returns ``cuda``, ``mps`` or
     ``cpu``, in that order of preference.
@@ -76,6 +78,10 @@ def setup(seed: int = 0, *, threads: int | None = None) -> torch.device:
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds every device
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # oneDNN's CPU convolutions can round differently from one process to the next (seen:
+    # the same notebook trained to different weights under nbval and under nbclient), so
+    # use PyTorch's native CPU kernels, which repeat bit for bit; GPUs are unaffected.
+    torch.backends.mkldnn.enabled = False
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.benchmark = False
     return _best_device()
