@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-import torch
+import trustml_lab
 
 from ._harness import Result, machine_description, run_case
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(chapters) - set(available_chapters())
     if unknown:
         parser.error(f"chapters: unknown {sorted(unknown)}; expected some of {available_chapters()}")
-    torch.manual_seed(0)
+    trustml_lab.setup(seed=0)  # seeds, and honours TRUSTML_THREADS
     failed = False
     sections = {}
     for chapter in chapters:

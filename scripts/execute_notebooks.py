@@ -2,7 +2,8 @@
 
 For maintainers (``make execute [NB=path ...]``): runs each notebook in a fresh kernel
 from its own folder, with the environment of the caller (``make`` sets one torch thread
-and no progress bars), keeps only stable metadata, and prints each notebook's run time,
+and no progress bars, and leaves matplotlib's inline backend on so that the committed
+notebooks show their plots), keeps only stable metadata, and prints each notebook's run time,
 the number that goes into README's chapter table.
 """
 
