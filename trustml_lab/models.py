@@ -103,8 +103,10 @@ def fit(
     sample_weight: torch.Tensor | None = None,
     weight_decay: float = 0.0,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    perturb: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    desc: str = "epochs",
 ) -> list[float]:
     """Train ``model`` with Adam on cross-entropy and return the mean loss of each epoch.
 
@@ -113,6 +115,8 @@ def fit(
     ``sample_weight`` does. Data stay on the model's device; batches are drawn
     without replacement in an order from ``generator`` (default: torch's global RNG).
     ``loss_fn(logits, y)`` must return per-example losses (default: cross-entropy).
+    ``perturb(model, x_batch, y_batch)``, if given, replaces each batch's inputs before
+    the step (adversarial training, ``trustml_lab.robustness.fit_adversarial``).
 
     >>> _ = torch.manual_seed(0)
     >>> x = torch.randn(64, 3); y = (x[:, 0] > 0).long()
@@ -139,13 +143,14 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history: list[float] = []
     model.train()
-    bar = tqdm(range(epochs), desc="epochs", disable=not progress_enabled(progress), leave=False)
+    bar = tqdm(range(epochs), desc=desc, disable=not progress_enabled(progress), leave=False)
+    where = generator.device if generator is not None else "cpu"
     for _ in bar:
-        order = torch.randperm(n, generator=generator).to(device)
+        order = torch.randperm(n, generator=generator, device=where).to(device)
         total = torch.zeros((), device=device)
-        for start in range(0, n, batch_size):
-            index = order[start:start + batch_size]
-            losses = loss_fn(model(x[index]), y[index])
+        for index in order.split(batch_size):
+            inputs = x[index] if perturb is None else perturb(model, x[index], y[index])
+            losses = loss_fn(model(inputs), y[index])
             if sample_weight is None:
                 loss = losses.mean()
             else:
