@@ -14,7 +14,6 @@ only (about 40 s there, so several minutes per call at 10M).
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -115,9 +114,6 @@ def _reweighing_case(size: str, a: dict[str, np.ndarray], t: dict[str, torch.Ten
 
 
 def cases() -> list[Case]:
-    threads = os.environ.get("TRUSTML_THREADS")  # the harness leaves torch's default thread count
-    if threads:
-        torch.set_num_threads(int(threads))
     small = _table(1_000_000)
     small_t = {k: torch.from_numpy(v) for k, v in small.items()}
     large = _table(10_000_000, seed=1)

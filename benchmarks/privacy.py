@@ -16,7 +16,6 @@ methods at least 1.2x faster than Opacus.
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from typing import Callable
 
@@ -97,9 +96,6 @@ def _problems() -> dict[str, tuple[nn.Module, torch.Tensor, torch.Tensor]]:
 
 
 def cases() -> list[Case]:
-    threads = os.environ.get("TRUSTML_THREADS")
-    if threads:  # the harness leaves torch's default; timings here are for the requested threads
-        torch.set_num_threads(int(threads))
     problems = _problems()
     mlp_name, cnn_name = list(problems)
     out = []
