@@ -2,7 +2,7 @@
 
 A chapter file (``benchmarks/<chapter>.py``) defines ``cases() -> list[Case]``.
 Each case times ``ours`` and ``reference`` the same way (warm-up calls, then
-``repeats`` timed calls, median), checks that both give the same values, and
+``repeats`` timed calls of each, alternating, medians), checks that both give the same values, and
 reports the speedup ``reference_time / ours_time`` against the case's target.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["Case", "Result", "machine_description", "median_time", "run_case"]
+__all__ = ["Case", "Result", "machine_description", "run_case"]
 
 
 @dataclass(frozen=True)
@@ -61,24 +61,27 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1) -> tuple[float, Any]:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs; and its output."""
-    output = None
-    for _ in range(warmup):
-        output = fn()
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    output = fn()
     _sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        output = fn()
-        _sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), output
+    return time.perf_counter() - start, output
 
 
 def run_case(case: Case) -> Result:
-    ours_s, ours_out = median_time(case.ours, repeats=case.repeats, warmup=case.warmup)
-    ref_s, ref_out = median_time(case.reference, repeats=case.repeats, warmup=case.warmup)
+    """Time ours and the reference alternately (after warm-up), so that a change in the
+    machine's load between the two does not bias the ratio; compare medians."""
+    for _ in range(case.warmup):
+        case.ours()
+        case.reference()
+    ours_times, ref_times = [], []
+    ours_out = ref_out = None
+    for _ in range(case.repeats):
+        seconds, ours_out = _timed(case.ours)
+        ours_times.append(seconds)
+        seconds, ref_out = _timed(case.reference)
+        ref_times.append(seconds)
+    ours_s, ref_s = statistics.median(ours_times), statistics.median(ref_times)
     same = None
     if case.check is not None:
         case.check(ours_out, ref_out)  # raises when the values differ
