@@ -57,6 +57,26 @@ def test_fit_zero_weight_examples_do_not_matter():
         torch.testing.assert_close(p, q)
 
 
+def test_fit_adds_the_batch_penalty_to_the_loss():
+    """With one full batch, the first epoch's loss is cross-entropy plus the penalty at the start."""
+    torch.manual_seed(3)
+    x, y = torch.randn(30, 3), torch.randint(0, 2, (30,))
+    group = torch.arange(30) % 2
+    model = models.MLP(3, hidden=(5,))
+
+    def gap(logits, index):
+        p = logits.softmax(dim=1)[:, 1]
+        g = group[index]
+        return (p[g == 0].mean() - p[g == 1].mean()).abs()
+
+    with torch.no_grad():
+        logits = model(x)
+        expected = float(nn.functional.cross_entropy(logits, y) + 2.0 * gap(logits, torch.arange(30)))
+    history = models.fit(model, x, y, epochs=1, batch_size=30, lr=0.01, progress=False,
+                         penalty=lambda logits, index: 2.0 * gap(logits, index))
+    assert history[0] == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize("kwargs, name", [
     ({"epochs": 0}, "epochs"), ({"batch_size": 1.5}, "batch_size"), ({"lr": -1.0}, "lr"),
     ({"sample_weight": -torch.ones(4)}, "sample_weight"), ({"sample_weight": torch.ones(3)}, "sample_weight"),

@@ -104,6 +104,7 @@ def fit(
     weight_decay: float = 0.0,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     perturb: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    penalty: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
     progress: bool = True,
     desc: str = "epochs",
@@ -117,6 +118,9 @@ def fit(
     ``loss_fn(logits, y)`` must return per-example losses (default: cross-entropy).
     ``perturb(model, x_batch, y_batch)``, if given, replaces each batch's inputs before
     the step (adversarial training, ``trustml_lab.robustness.fit_adversarial``).
+    ``penalty(logits, index)``, if given, returns a scalar added to each batch's loss;
+    ``index`` holds the batch's row numbers, to look up per-row data such as a group
+    (a fairness penalty, ``trustml_lab.fairness.demographic_parity_penalty``).
 
     >>> _ = torch.manual_seed(0)
     >>> x = torch.randn(64, 3); y = (x[:, 0] > 0).long()
@@ -150,12 +154,15 @@ def fit(
         total = torch.zeros((), device=device)
         for index in order.split(batch_size):
             inputs = x[index] if perturb is None else perturb(model, x[index], y[index])
-            losses = loss_fn(model(inputs), y[index])
+            logits = model(inputs)
+            losses = loss_fn(logits, y[index])
             if sample_weight is None:
                 loss = losses.mean()
             else:
                 w = sample_weight[index]
                 loss = (w * losses).sum() / w.sum().clamp_min(1e-12)
+            if penalty is not None:
+                loss = loss + penalty(logits, index)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
