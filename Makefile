@@ -7,11 +7,17 @@ LAB_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Tests: one torch thread per process, two processes, no progress bars; notebooks keep
 # matplotlib's inline backend, as in Jupyter (nbval does not compare images).
-TEST_ENV := TRUSTML_THREADS=1 TRUSTML_PROGRESS=0 PYTHONHASHSEED=0
+# PYTHONPATH: the package of this checkout, also inside notebook kernels (a git worktree
+# sharing another checkout's .venv still tests its own code).
+# ATEN_CPU_CAPABILITY, MKL_CBWR, OPENBLAS_CORETYPE: the same vectorized code paths on every x86
+# machine with AVX2 (an AVX-512 machine otherwise rounds differently in the last bits, and the
+# checked notebook outputs would depend on the machine that made them).
+REPRO_ENV := ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 OPENBLAS_CORETYPE=Haswell
+TEST_ENV := TRUSTML_THREADS=1 TRUSTML_PROGRESS=0 PYTHONHASHSEED=0 PYTHONPATH=$(CURDIR) $(REPRO_ENV)
 WORKERS ?= 2
 NBVAL := --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: lab test test-package test-notebooks bench notebooks execute venv clean
+.PHONY: lab test test-package test-notebooks lint bench notebooks execute venv book-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +32,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 
 venv: $(VENV)/.installed
 
+# The book's own dependencies (Sphinx, Jupyter Book 1.x) stay out of `make lab`.
+$(VENV)/.book-installed: pyproject.toml constraints.txt | $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,book]"
+	touch $@
+
+book-deps: $(VENV)/.book-installed
+
 lab: venv
-	$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
+	$(REPRO_ENV) $(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
 
 test: test-package test-notebooks
 
@@ -36,6 +49,9 @@ test-package: venv
 
 test-notebooks: venv
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile $(NBVAL) notebooks solutions
+
+lint: venv
+	$(BIN)/ruff check trustml_lab tests scripts benchmarks
 
 bench: venv
 	$(BIN)/python -m benchmarks $(CHAPTERS)

@@ -1,6 +1,8 @@
 """Side-by-side timing: our kernel against its reference, in one process.
 
-A chapter file (``benchmarks/<chapter>.py``) defines ``cases() -> list[Case]``.
+A chapter file (``benchmarks/<chapter>.py``) defines ``cases(*, smoke=False) -> list[Case]``;
+``smoke=True`` gives the same cases at a tiny size, which the test suite runs once each
+(values compared, no timing target) so that a benchmark can never rot unnoticed.
 Each case times ``ours`` and ``reference`` the same way (warm-up calls, then
 ``repeats`` timed calls of each, alternating, medians), checks that both give the same values, and
 reports the speedup ``reference_time / ours_time`` against the case's target.
@@ -12,8 +14,9 @@ import os
 import platform
 import statistics
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -68,9 +71,13 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, output
 
 
-def run_case(case: Case) -> Result:
+def run_case(case: Case, *, smoke: bool = False) -> Result:
     """Time ours and the reference alternately (after warm-up), so that a change in the
-    machine's load between the two does not bias the ratio; compare medians."""
+    machine's load between the two does not bias the ratio; compare medians.
+
+    ``smoke=True`` runs each side once, without warm-up, to check values only."""
+    if smoke:
+        case = replace(case, repeats=1, warmup=0)
     for _ in range(case.warmup):
         case.ours()
         case.reference()

@@ -11,8 +11,8 @@ from trustml_lab.data import train_test_split
 from ._harness import Case
 
 
-def cases() -> list[Case]:
-    n = 1_000_000
+def cases(*, smoke: bool = False) -> list[Case]:
+    n = 2_000 if smoke else 1_000_000
     generator = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 10, (n,), generator=generator)
     index = torch.arange(n)
@@ -33,6 +33,6 @@ def cases() -> list[Case]:
         if np.abs(a - b).max() > 1:
             raise AssertionError(f"class counts differ: {a} vs {b}")
 
-    return [Case("stratified train_test_split, 1M rows, 10 classes", ours, reference,
+    return [Case(f"stratified train_test_split, {n:,} rows, 10 classes", ours, reference,
                  "sklearn.model_selection.train_test_split", check=same_class_counts,
                  min_speedup=1.0, target="no slower than scikit-learn")]

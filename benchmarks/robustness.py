@@ -59,7 +59,7 @@ def _cohen_certify(model, x, *, sigma, n0, n, alpha, batch_size, generator):
     predictions, radii = [], []
     with torch.no_grad():
         for example in x:
-            def sample(num):
+            def sample(num, example=example):
                 counts = torch.zeros(10, dtype=torch.int64)
                 for start in range(0, num, batch_size):
                     size = min(batch_size, num - start)

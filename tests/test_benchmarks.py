@@ -1,5 +1,8 @@
 """The benchmark harness: medians, speedups, value checks, RESULTS.md sections."""
 
+import importlib
+import inspect
+
 import pytest
 
 from benchmarks import __main__ as bench_main
@@ -27,3 +30,14 @@ def test_results_sections_are_replaced_not_duplicated(tmp_path, monkeypatch):
     bench_main.update_results({"demo": "<!-- chapter:demo -->\nnew\n<!-- end:demo -->"})
     text = (tmp_path / "RESULTS.md").read_text()
     assert "new" in text and "old" not in text and text.count("chapter:demo") == 1
+
+
+@pytest.mark.parametrize("chapter", bench_main.available_chapters())
+def test_every_benchmark_case_runs_at_a_tiny_size(chapter):
+    """Each chapter's cases, at smoke size, run once and agree with their reference."""
+    module = importlib.import_module(f"benchmarks.{chapter}")
+    if "smoke" not in inspect.signature(module.cases).parameters:
+        pytest.xfail(f"benchmarks/{chapter}.py: cases() has no smoke=... yet")
+    for case in module.cases(smoke=True):
+        result = run_case(case, smoke=True)
+        assert result.same_values in (True, None) and result.ours_s > 0, case.name

@@ -11,9 +11,9 @@ import trustml_lab
 
 def test_setup_seeds_every_generator():
     trustml_lab.setup(seed=123, threads=1)
-    first = (random.random(), np.random.rand(), torch.rand(3))
+    first = (random.random(), np.random.rand(), torch.rand(3))  # noqa: NPY002
     trustml_lab.setup(seed=123, threads=1)
-    second = (random.random(), np.random.rand(), torch.rand(3))
+    second = (random.random(), np.random.rand(), torch.rand(3))  # noqa: NPY002
     assert first[0] == second[0] and first[1] == second[1]
     assert torch.equal(first[2], second[2])
     assert torch.are_deterministic_algorithms_enabled()

@@ -1,9 +1,9 @@
 """pyproject.toml, environment.yml, constraints.txt and the two commands agree."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,7 +15,8 @@ def name_of(requirement: str) -> str:
 
 def pyproject_requirements() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return project["dependencies"] + project["optional-dependencies"]["test"]
+    extras = project["optional-dependencies"]
+    return project["dependencies"] + extras["test"] + extras["book"]
 
 
 def environment_requirements() -> list[str]:
@@ -35,10 +36,40 @@ def test_pyproject_and_environment_list_the_same_packages_and_ranges():
 def test_runtime_and_test_dependencies_are_the_course_stack():
     names = {name_of(r) for r in pyproject_requirements()}
     assert names == {
-        "torch", "torchvision", "numpy", "pandas", "scikit-learn", "matplotlib", "tqdm",
-        "safetensors", "aif360", "fairlearn", "captum", "shap", "opacus", "jupyterlab", "ipykernel",
-        "pytest", "nbval", "pytest-xdist", "hypothesis",
+        "torch", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "tqdm",
+        "safetensors", "aif360", "fairlearn", "captum", "shap", "opacus",
+        "transformers", "tokenizers", "huggingface-hub", "fastapi", "uvicorn", "httpx", "pydantic",
+        "duckdb", "polars", "pyarrow", "jupyterlab", "ipykernel",
+        "pytest", "nbval", "pytest-xdist", "hypothesis", "ruff", "selenium", "jupyter-book",
     }
+
+
+def test_every_package_the_code_imports_is_declared():
+    """A module imported by trustml_lab is a declared dependency (scipy was once used undeclared)."""
+    import ast
+
+    declared = {name_of(r) for r in pyproject_requirements()} | {"torchattacks"}
+    aliases = {"sklearn": "scikit-learn", "yaml": None, "huggingface_hub": "huggingface-hub"}
+    stdlib = set(__import__("sys").stdlib_module_names)
+    missing = set()
+    for path in (ROOT / "trustml_lab").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for name in names:
+                top = name.split(".")[0]
+                if top in stdlib or top == "trustml_lab":
+                    continue
+                dist = aliases.get(top, top.replace("_", "-"))
+                if dist is not None and dist not in declared:
+                    missing.add(f"{top} (in {path.relative_to(ROOT)})")
+    assert not missing, f"declare these in pyproject.toml: {sorted(missing)}"
+
+
+def test_license_field_has_a_setuptools_that_reads_it():
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    floor = next(r for r in build if r.startswith("setuptools"))
+    assert floor.startswith("setuptools>=") and int(floor.split(">=")[1].split(".")[0]) >= 77
 
 
 def test_constraints_pin_every_declared_package_exactly():

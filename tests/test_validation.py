@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from trustml_lab._validation import (
-    as_tensor, check_binary, check_finite, check_in_range, check_positive, check_same_length,
+    as_tensor,
+    check_binary,
+    check_finite,
+    check_in_range,
+    check_positive,
+    check_same_length,
 )
 
 

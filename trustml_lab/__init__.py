@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 import random
-import sys
 from importlib import metadata
 
 import numpy as np
@@ -75,7 +74,7 @@ def setup(seed: int = 0, *, threads: int | None = None) -> torch.device:
     # cuBLAS needs this to be deterministic; it must be set before cuBLAS starts.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - seeding numpy's global generator is the point
     torch.manual_seed(seed)  # seeds every device
     torch.use_deterministic_algorithms(True, warn_only=True)
     # oneDNN's CPU convolutions can round differently from one process to the next (seen:
@@ -121,5 +120,3 @@ def banner() -> str:
     )
 
 
-if sys.version_info < (3, 10):  # pragma: no cover - guarded by pyproject too
-    raise ImportError("trustml_lab needs Python 3.10 or newer")

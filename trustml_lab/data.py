@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -207,7 +208,7 @@ class TabularData:
     """A table encoded for a model: float features, integer target, protected attributes.
 
     ``protected`` maps an attribute name to an int64 tensor in which 1 marks the group
-    aif360 treats as privileged (German credit: male, age >= 25; Adult: male, white).
+    aif360 treats as privileged (German credit: male, age > 25; Adult: male, white).
     """
 
     features: torch.Tensor
@@ -275,12 +276,12 @@ def load_german_credit(*, as_frame: bool = True) -> pd.DataFrame | TabularData:
     ``existing_credits``, ``job``, ``num_dependents``, ``telephone``, ``foreign_worker``),
     the target ``good_credit`` (1 good, the favorable label; 0 bad) and the protected
     attribute ``sex`` ("male"/"female"), decoded from ``personal_status`` as aif360 does.
-    ``age`` (years) is the second protected attribute; aif360 calls ``age >= 25``
-    privileged.
+    ``age`` (years) is the second protected attribute; aif360's ``GermanDataset`` calls
+    ``age > 25`` privileged (its default ``privileged_classes``), and so do we.
 
     With ``as_frame=False`` returns :class:`TabularData` (``sex`` is left out of the
     features, since ``personal_status`` carries it; ``protected`` holds ``sex`` and
-    ``age`` as 0/1 with 1 = male, age >= 25).
+    ``age`` as 0/1 with 1 = male, age > 25).
 
     >>> df = load_german_credit()
     >>> df.shape
@@ -307,7 +308,7 @@ def load_german_credit(*, as_frame: bool = True) -> pd.DataFrame | TabularData:
         frame,
         target="good_credit",
         exclude=("sex",),
-        protected={"sex": frame["sex"] == "male", "age": frame["age"] >= 25},
+        protected={"sex": frame["sex"] == "male", "age": frame["age"] > 25},
     )
 
 

@@ -21,8 +21,9 @@ device of ``y_pred`` (``float(...)`` turns them into numbers).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -482,9 +483,9 @@ def fairness_report(
     >>> report = fairness_report([1, 0, 1, 1], [1, 1, 0, 1], [0, 0, 1, 1], privileged=1)
     >>> round(report.equal_opportunity_difference, 4), report.passes()
     (0.5, False)
-    >>> report.groups[["selection_rate", "tpr"]]
+    >>> report.groups[["selection_rate", "tpr"]]  # doctest: +NORMALIZE_WHITESPACE
            selection_rate  tpr
-    group                     
+    group
     0                 1.0  1.0
     1                 0.5  0.5
     """
@@ -650,7 +651,7 @@ class AdversarialDebiaser:
             return self.alpha
         return self.alpha * min(1.0, epoch / self.warmup_epochs)
 
-    def fit(self, x: Any, y: Any, group: Any) -> "AdversarialDebiaser":
+    def fit(self, x: Any, y: Any, group: Any) -> AdversarialDebiaser:
         """Train predictor and adversary on features ``x``, labels ``y`` and group codes ``group``."""
         device = torch.device(self.device) if self.device is not None else None
         x = as_tensor(x, "x", dtype=torch.float32, device=device, ndim=2)

@@ -9,8 +9,8 @@ Weights are stored as safetensors (plain tensors, no code) and checked by sha256
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch import nn

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -412,7 +412,8 @@ def _ghost_clipped_sum(model: nn.Module, loss_fn: LossFn | None, x: torch.Tensor
     logits, records = _forward_recording(model, layers, x)
     idle = [name for name in layers if name not in records]
     if idle:
-        raise ValueError(f"model: trainable layers {idle} do not run in forward; freeze them or use method='per_sample'")
+        raise ValueError(f"model: trainable layers {idle} do not run in forward; "
+                         "freeze them or use method='per_sample'")
     losses = _per_example_losses(loss_fn, logits, y)
     # one backward to the layers' outputs only: no weight gradient is formed here
     grad_outs = torch.autograd.grad(losses.sum(), [records[name][1] for name in layers])

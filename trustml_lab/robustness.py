@@ -15,8 +15,9 @@ and Kolter 2019 (randomized smoothing, CERTIFY and PREDICT).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F

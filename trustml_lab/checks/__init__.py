@@ -15,9 +15,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._core import CheckFailed, call_learner, passed, require
+from ._core import CheckFailed, as_array, as_number, call_learner, passed, require, require_close
 
-__all__ = ["CheckFailed", "call_learner", "passed", "require"]
+__all__ = ["CheckFailed", "as_array", "as_number", "call_learner", "passed", "require", "require_close"]
 
 _CHAPTERS = ("getting_started", "fairness", "robustness", "interpret", "privacy")
 

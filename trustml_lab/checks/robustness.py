@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +119,7 @@ def check_adversarial_step(step: Callable[..., Any]) -> None:
     theirs = SmallCNN()
     ours = copy.deepcopy(theirs)
     optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3)
-    call_learner(name, step, theirs, optimizer, x.clone(), y.clone(), 0.1)
+    call_learner(name, step, theirs, optimizer, x.clone(), y.clone(), 0.1, allow_none=True)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     fit_adversarial(ours, x[order], y[order], method="fgsm", eps=0.1, epochs=1, batch_size=len(x), lr=1e-3,
                     generator=torch.Generator().manual_seed(0), progress=False)
