@@ -72,11 +72,22 @@ def test_base_rates_refuses_an_answer_that_changes_the_frame():
 
 
 @pytest.mark.parametrize("answer, message", [
-    ({"Female": 0.109, "Male": 0.304}, "expected a function, got dict"), (None, "got None"),
+    ([0.109, 0.304], "expected a function, got list"), (None, "got None"), (0.2, "expected a function, got float"),
 ])
 def test_base_rates_asks_for_the_function_not_its_result(answer, message):
     with pytest.raises(CheckFailed, match=message):
         gs.check_base_rates(answer)
+
+
+def test_base_rates_still_takes_the_earlier_dict_answer_for_a_release(capsys):
+    """Notebooks handed out before the exercise became a function call the check with Adult's rates by sex."""
+    with pytest.warns(FutureWarning, match="base_rates"):
+        gs.check_base_rates({"Female": np.float64(0.109), "Male": 0.304})
+    assert "PASS base_rates" in capsys.readouterr().out
+    with pytest.warns(FutureWarning), pytest.raises(CheckFailed, match="base rate of Male is off"):
+        gs.check_base_rates({"Female": 0.109, "Male": 0.5})
+    with pytest.warns(FutureWarning), pytest.raises(CheckFailed, match="one entry per sex"):
+        gs.check_base_rates({"Female": 0.109})
 
 
 # --------------------------------------------------------------------------- sha256
