@@ -108,6 +108,8 @@ def read_manifest(folder: Path | None = None) -> dict[str, ManifestEntry]:
     >>> read_manifest()["german.data.gz"].rows
     1000
     """
+    if folder is not None and not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder: expected a folder path (str or pathlib.Path) or None, got {describe(folder)}")
     folder = data_dir() if folder is None else Path(folder)
     path = folder / "MANIFEST"
     if not path.exists():
@@ -289,9 +291,11 @@ def encode_tabular(
     scikit-learn's ``StandardScaler``; a constant column becomes ``v - mean``), with the
     mean and std of the rows marked in ``fit_on`` (a boolean mask; default: every row,
     fine for teaching; pass the training rows for a strict evaluation). A categorical
-    (or text) column becomes one 0/1 column per category seen anywhere in the table, as
-    ``OneHotEncoder``; a missing category is an all-zero row. Equals scikit-learn's
-    ``ColumnTransformer`` of those two, fitted on the ``fit_on`` rows.
+    (or text) column becomes one 0/1 column per category of the whole table (a pandas
+    Categorical's own categories, in their order; else the sorted values); a missing
+    category is an all-zero row. Equals scikit-learn's ``ColumnTransformer`` of a
+    ``StandardScaler`` fitted on the ``fit_on`` rows and a ``OneHotEncoder`` given those
+    categories with ``handle_unknown="ignore"`` (``tests/test_data.py`` compares them on Adult).
 
     Missing or infinite values in a numeric column are refused (``ValueError`` naming
     the column): impute or drop them first. The target must hold whole, non-negative
