@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -76,7 +77,7 @@ class MLP(nn.Sequential):
 
 def _layer_sizes(value: Any, name: str, *, length: int | None = None) -> tuple[int, ...]:
     """A sequence of positive layer sizes (tuple or list of ints), each checked by ``check_int``."""
-    if isinstance(value, int) or hasattr(value, "__index__"):
+    if isinstance(value, (int, np.integer)):
         example = f"({int(value)},)" if length is None else f"({', '.join([str(int(value))] * length)})"
         raise TypeError(f"{name}: expected a sequence of layer sizes such as {name}={example}, got {describe(value)}")
     if not isinstance(value, (tuple, list)):
