@@ -45,7 +45,7 @@ lab: venv
 test: test-package test-notebooks
 
 test-package: venv
-	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --doctest-modules trustml_lab tests -p no:cacheprovider
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --doctest-modules trustml_lab tests scripts -p no:cacheprovider
 
 test-notebooks: venv
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile $(NBVAL) notebooks solutions
