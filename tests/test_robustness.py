@@ -250,7 +250,7 @@ def test_fit_adversarial_lowers_the_adversarial_loss(method):
     model = nn.Sequential(nn.Flatten(), nn.Linear(8, 2))
     losses = R.fit_adversarial(model, x, y, method=method, eps=0.02, epochs=8, batch_size=32, lr=0.05,
                                steps=3, generator=g, progress=False)
-    assert len(losses) == 8 and losses[-1] < losses[0] and not model.training
+    assert len(losses) == 8 and losses[-1] < losses[0] and model.training  # fit restores the mode it found
 
 
 # --------------------------------------------------------------------------- randomized smoothing
