@@ -602,8 +602,8 @@ class FairnessReport:
             two_sided = _four_fifths_ratio(value)
             if limit is not None and not two_sided >= limit:  # False for nan
                 rule = f"min({short}, 1/{short})"
-                found.append(f"{name} = {value:.4f} violates the four-fifths rule {rule} >= {limit:g} "
-                             f"({rule} = {two_sided:.4f})")
+                shown = "" if two_sided == value or math.isnan(value) else f" ({rule} = {two_sided:.4f})"
+                found.append(f"{name} = {value:.4f} violates the four-fifths rule {rule} >= {limit:g}{shown}")
         order = list(METRICS)
         return sorted(found, key=lambda line: order.index(line.split(" = ")[0]))
 
