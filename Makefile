@@ -44,9 +44,11 @@ lab: venv
 
 test: test-package test-notebooks
 
-# tests/test_book.py builds the book: the package tests need the book's dependencies.
+# tests/test_book.py builds the book: the package tests need the book's dependencies. Its tests
+# share one xdist group (--dist loadgroup), so one worker builds and checks the book while the
+# other runs the rest.
 test-package: venv book-deps
-	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --doctest-modules trustml_lab tests -p no:cacheprovider
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --doctest-modules trustml_lab tests -p no:cacheprovider
 
 test-notebooks: venv
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile $(NBVAL) notebooks solutions

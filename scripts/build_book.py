@@ -24,6 +24,7 @@ every build.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import importlib.util
 import inspect
@@ -230,11 +231,77 @@ def student_note(path: str) -> dict:
     return {"cell_type": "markdown", "id": "book-student-edition", "metadata": {}, "source": source}
 
 
-def chapter_notebook(path: Path, relative: str) -> str:
+def api_objects(modules: list[str]) -> dict[str, str]:
+    """Every documented name: ``{"trustml_lab.fairness.disparate_impact": "autofunction", ...}``."""
+    objects = {}
+    for module in modules:
+        objects[module] = "module"
+        objects.update({f"{module}.{name}": kind for name, kind in public_members(module)})
+    return objects
+
+
+def _dotted(node: ast.AST) -> list[str] | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return [node.id, *reversed(parts)] if isinstance(node, ast.Name) else None
+
+
+def api_used(code_cells: list[str], objects: dict[str, str]) -> list[str]:
+    """The package's documented functions and classes the code calls, in order of first use.
+
+    Follows the notebook's imports (``from trustml_lab import fairness as fair``,
+    ``from trustml_lab.data import load_adult``); IPython's ``%`` and ``!`` lines are skipped.
+
+    >>> objects = api_objects(["trustml_lab.fairness", "trustml_lab.data"])
+    >>> api_used(["from trustml_lab import fairness as fair\\nfrom trustml_lab.data import load_adult",
+    ...           "fair.disparate_impact(None, load_adult().y, [0])\\nfair.disparate_impact"], objects)
+    ['trustml_lab.fairness.disparate_impact', 'trustml_lab.data.load_adult']
+    """
+    aliases: dict[str, str] = {}
+    used: list[str] = []
+    for code in code_cells:
+        lines = [line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        try:
+            tree = ast.parse("\n".join(lines))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] == PACKAGE:
+                        aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else PACKAGE
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
+                for a in node.names:
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+        found = []
+        for node in ast.walk(tree):
+            chain = _dotted(node) if isinstance(node, (ast.Attribute, ast.Name)) else None
+            if chain and chain[0] in aliases:
+                name = ".".join([aliases[chain[0]], *chain[1:]])
+                if objects.get(name, "module") != "module":
+                    found.append((node.lineno, node.col_offset, name))
+        used += [name for *_, name in sorted(found) if name not in used]
+    return list(dict.fromkeys(used))
+
+
+def api_note(names: list[str]) -> dict:
+    """A collapsed list of links to the API pages of what a chapter uses."""
+    links = ", ".join(f"{{py:obj}}`{n.removeprefix(PACKAGE + '.')} <{n}>`" for n in names)
+    source = (f":::{{admonition}} The `{PACKAGE}` functions on this page\n:class: dropdown\n"
+              f"In order of first use (each links to its API page): {links}.\n:::")
+    return {"cell_type": "markdown", "id": "book-api-used", "metadata": {}, "source": source}
+
+
+def chapter_notebook(path: Path, relative: str, objects: dict[str, str]) -> str:
+    """The notebook as the book shows it: after its title, where its editions live and what it uses."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     cells = nb["cells"]
     at = 1 if cells and cells[0]["cell_type"] == "markdown" else 0
-    nb["cells"] = cells[:at] + [student_note(relative)] + cells[at:]
+    used = api_used(["".join(c["source"]) for c in cells if c["cell_type"] == "code"], objects)
+    notes = [student_note(relative)] + ([api_note(used)] if used else [])
+    nb["cells"] = cells[:at] + notes + cells[at:]
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -272,6 +339,7 @@ def stage(src: Path) -> list[Chapter]:
     """Assemble the book's source in ``src`` (emptied first) and return its chapters."""
     chapter_list = chapters()
     modules = public_modules()
+    objects = api_objects(modules)
     documents = {nb.removesuffix(".ipynb") for c in chapter_list for nb in c.notebooks}
     if src.exists():
         shutil.rmtree(src)
@@ -285,7 +353,7 @@ def stage(src: Path) -> list[Chapter]:
     _write(src / "index.md", landing_page((ROOT / "README.md").read_text(encoding="utf-8"), documents))
     for chapter in chapter_list:
         for nb in chapter.notebooks:
-            _write(src / nb, chapter_notebook(ROOT / "solutions" / nb, nb))
+            _write(src / nb, chapter_notebook(ROOT / "solutions" / nb, nb, objects))
     _write(src / "api" / "index.md", api_index(modules))
     for name in modules:
         _write(src / "api" / f"{name}.md", api_page(name))

@@ -1,9 +1,10 @@
 """The course website (`make book`, issue 12): built once per session, then read and browsed.
 
-The build (scripts/build_book.py, Jupyter Book 1.x, about a minute) runs once per test session,
-shared by pytest-xdist's workers through a lock; the browser pass (scripts/check_book.py,
-headless Chromium) likewise. Locally without Chromium the browser tests skip and say why;
-under ``CI=true`` a missing browser or a missing book dependency fails.
+The build (scripts/build_book.py, Jupyter Book 1.x, about a minute) runs once per test session
+and the browser pass (scripts/check_book.py, headless Chromium) once after it; all tests here
+share one xdist group, and a file lock shares both results should they run on several workers.
+Locally without Chromium the browser tests skip and say why; under ``CI=true`` a missing
+browser or a missing book dependency fails.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import build_book  # noqa: E402
 import check_book  # noqa: E402
 
 CI = os.environ.get("CI") == "true"
+# One worker runs every test here (make test-package uses --dist loadgroup): the others go on.
+pytestmark = pytest.mark.xdist_group("book")
 SOLUTIONS = sorted(p.relative_to(ROOT / "solutions").as_posix() for p in (ROOT / "solutions").glob("*/*.ipynb"))
 
 
@@ -165,6 +168,8 @@ def test_every_notebook_is_a_page_with_its_committed_outputs(html):
                 printed = "".join("".join(o.get("text", "")) for o in cell["outputs"] if o["output_type"] == "stream")
                 assert squash(printed) in text, f"{nb_path}: a checked output is not on its page:\n{printed}"
         assert f"notebooks/{nb_path}" in text, f"{nb_path}: the page does not name the student edition"
+        api_links = set(re.findall(r'href="\.\./api/(trustml_lab[\w.]*\.html#[\w.]+)"', source))
+        assert len(api_links) >= 3, f"{nb_path}: links to the API pages of what it uses: {sorted(api_links)}"
         assert (ROOT / "notebooks" / nb_path).is_file(), f"notebooks/{nb_path} (the student edition) is missing"
 
 
