@@ -104,6 +104,7 @@ def _parse(path: Path) -> _Page:
 
 def external_loads(html: Path) -> list[str]:
     """Every script, stylesheet, image, frame or font that a page or a stylesheet loads from elsewhere."""
+    html = Path(html).resolve()
     problems = []
     for path in pages(html):
         for tag, url in _parse(path).loads:
@@ -122,6 +123,7 @@ def broken_links(html: Path) -> list[str]:
     Not the links of docutils' error markers (``|SPD|`` read as a substitution links to an
     error message that the HTML leaves out): the build reports each of them as a warning.
     """
+    html = Path(html).resolve()
     problems = []
     for path in pages(html):
         page = _parse(path)
@@ -133,11 +135,11 @@ def broken_links(html: Path) -> list[str]:
             if target.is_dir():
                 target = target / "index.html"
             where = f"{path.relative_to(html)}: {url}"
-            if not target.is_file() or not target.is_relative_to(html.resolve()):
+            if not target.is_file() or not target.is_relative_to(html):
                 problems.append(f"{where}: no such file")
             elif parts.fragment and target.suffix == ".html" \
                     and urllib.parse.unquote(parts.fragment) not in _parse(target).ids:
-                problems.append(f"{where}: no id {parts.fragment!r} in {target.relative_to(html.resolve())}")
+                problems.append(f"{where}: no id {parts.fragment!r} in {target.relative_to(html)}")
     return problems
 
 
@@ -306,7 +308,8 @@ def browse(html: Path, *, screenshots: Path | None = None, search: bool = True,
                 if not seen["mathjax"] or not seen["typeset"]:
                     report.problems["math"].append(f"{name}: {seen['math']} math elements, none typeset by MathJax")
                 report.problems["math"] += [f"{name}: MathJax error {e!r}" for e in seen["errors"]]
-                report.problems["math"] += [f"{name}: raw {d!r} left in the text" for d in seen["raw"]]
+            # On every page: math that the parser missed shows as raw delimiters too.
+            report.problems["math"] += [f"{name}: raw {d!r} left in the text" for d in seen["raw"]]
             internal.update(u.split("#")[0] for u in seen["links"] if u.startswith(base))
         report.links = len(internal)
         for url in sorted(internal):

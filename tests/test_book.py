@@ -217,6 +217,23 @@ def test_landing_page_is_the_readme_with_linked_chapters(html):
             f"the README's chapter table entry {listed} is not a link to its page"
 
 
+def test_a_new_chapter_directory_appears_in_the_table_of_contents(tmp_path):
+    for rel in ("00_getting_started/getting_started.ipynb", "05_transformers/1_toxicity.ipynb",
+                "05_transformers/2_attacks.ipynb"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}")
+    (tmp_path / "scratch").mkdir()  # no notebooks: not a chapter
+    found = build_book.chapters(tmp_path)
+    assert [c.caption for c in found] == ["Chapter 0: Getting started", "Chapter 5: Transformers"]
+    toc = build_book.toc(found, ["trustml_lab", "trustml_lab.text"])
+    assert "    chapters:\n      - file: 05_transformers/1_toxicity\n      - file: 05_transformers/2_attacks\n" in toc
+    assert "          - file: api/trustml_lab.text\n" in toc
+    (tmp_path / "Extras").mkdir()
+    (tmp_path / "Extras" / "a.ipynb").write_text("{}")
+    with pytest.raises(ValueError, match="0N_<chapter>"):
+        build_book.chapters(tmp_path)
+
+
 def test_build_and_check_scripts_doctests():
     for module in (build_book, check_book):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
