@@ -66,7 +66,7 @@ def chapters(solutions: Path = ROOT / "solutions") -> list[Chapter]:
     ['Chapter 0: Getting started', 'Chapter 1: Fairness']
     """
     found = []
-    for directory in sorted(p for p in solutions.iterdir() if p.is_dir()):
+    for directory in sorted(p for p in solutions.iterdir() if p.is_dir() and not p.name.startswith(".")):
         match = CHAPTER_DIR.match(directory.name)
         notebooks = sorted(p for p in directory.glob("*.ipynb"))
         if not notebooks:
