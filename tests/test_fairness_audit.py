@@ -199,6 +199,8 @@ def test_the_frame_layout_round_trips_through_pandas_polars_and_arrow():
         back = fair.ConfusionCounts.from_frame(table)
         assert torch.equal(back.codes, counts.codes) and torch.equal(back.rows, counts.rows)
         assert torch.equal(back.counts, counts.counts)
+    upper = fair.ConfusionCounts.from_frame(frame.rename(columns=str.upper))  # as Snowflake names them
+    assert torch.equal(upper.counts, counts.counts)
     doubled = fair.ConfusionCounts.from_frame(pd.concat([frame, frame]))  # the same code twice: added
     assert torch.equal(doubled.counts, 2 * counts.counts) and torch.equal(doubled.rows, 2 * counts.rows)
 

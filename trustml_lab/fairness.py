@@ -45,6 +45,7 @@ into numbers).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -843,7 +844,8 @@ class ConfusionCounts:
 
         ``frame`` is a pandas or polars DataFrame or a pyarrow Table (Spark's
         ``spark.sql(query).toPandas()``, a warehouse client's ``fetch_pandas_all()``). Rows
-        of the same code are added, so the union of two results is their merge. The
+        of the same code are added, so the union of two results is their merge; column
+        names are read in any case (Snowflake returns ``GROUP_CODE``, ``N_ROWS``, ...). The
         query's validation columns (``invalid_label``, ``invalid_prediction``,
         ``invalid_weight``), when present, must be 0: a non-zero one raises
         ``ValueError``, naming it. Inverse of :meth:`to_frame`.
@@ -1063,6 +1065,8 @@ def _counts_from_result(table: Any, columns: Mapping[str, str] | None, *, is_mas
     ``columns`` maps ``label``, ``prediction``, ``group`` (and ``weight``) to the data's
     column names, for messages that name them; ``None``: the result came as ``frame``.
     """
+    known = {*COUNT_COLUMNS, *_INVALID_COLUMNS}  # warehouses that upper-case aliases (Snowflake): GROUP_CODE, ...
+    table = table.rename_columns([c.lower() if c.lower() in known else c for c in table.column_names])
     missing = [c for c in COUNT_COLUMNS if c not in table.column_names]
     if missing:
         raise ValueError(f"frame: expected the columns {list(COUNT_COLUMNS)} of audit_sql's query, missing {missing}")
@@ -1165,7 +1169,11 @@ def _duckdb_result(paths: list[str], columns: Mapping[str, str], connection: Any
     if connection is not None and not isinstance(connection, duckdb.DuckDBPyConnection):
         raise TypeError(f"connection: expected a duckdb connection (duckdb.connect(...)) or None, "
                         f"got {describe(connection)}")
+    # a connection of ours prints no progress bar (DuckDB's default prints one to stdout after 2 s)
     con = duckdb.connect() if connection is None else connection
+    if connection is None:
+        with contextlib.suppress(duckdb.Error):  # in Jupyter without ipywidgets DuckDB refuses it (and shows none)
+            con.execute("SET enable_progress_bar = false")
     quoted = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
     source = f"read_parquet({quoted})" if len(paths) == 1 else f"read_parquet([{quoted}])"
     try:
@@ -1242,7 +1250,8 @@ def parquet_confusion_counts(
     this process) runs :func:`audit_sql`'s query, one ``GROUP BY``, over
     ``read_parquet(...)``; it streams the files, so memory stays bounded however many
     rows there are (``connection``: a ``duckdb.connect(config={"memory_limit": "1GB",
-    "threads": 2})`` of yours, to bound it further; default a fresh in-memory one).
+    "threads": 2})`` of yours, to bound it further; default a fresh in-memory one,
+    without DuckDB's progress bar).
     ``engine="polars"`` runs the same aggregation as a Polars lazy query on its
     streaming engine. Both return the counts :func:`group_confusion_counts` gives for
     the same rows in memory (to the rounding of float64 sums).
