@@ -764,8 +764,8 @@ class ConfusionCounts:
     works. The sum equals the counts of all the rows at once, exactly for unweighted
     counts (whole numbers below 2**53), up to the rounding of float64 sums with
     weights. :meth:`to_frame` and :meth:`from_frame` convert to and from the table of
-    :data:`COUNT_COLUMNS` that :func:`audit_sql`'s query returns. No zero rows: an
-    empty ``ConfusionCounts`` (G = 0) is allowed, the neutral element of ``+``.
+    :data:`COUNT_COLUMNS` that :func:`audit_sql`'s query returns. Every listed code has
+    at least one row; an empty ``ConfusionCounts`` (G = 0) is the neutral element of ``+``.
 
     >>> a = group_confusion_counts([1, 0, 1], [1, 1, 0], [0, 0, 1])
     >>> b = group_confusion_counts([1, 1], [1, 1], [1, 2])
