@@ -369,10 +369,6 @@ KNOWN_WARNINGS: dict[str, str] = {
         "trustml_lab/checks/interpret.py: |Shapley value| reads as an RST substitution (write \\|x\\| or words)",
     r'api/trustml_lab\.checks\.interpret\.md:\d+: ERROR: Undefined substitution referenced: "Shapley value"':
         "the same docstring's first sentence, in the API page's summary table",
-    r'FairnessReport\.passes:1: ERROR: Undefined substitution referenced: "(SPD|EOD)"':
-        "trustml_lab/fairness.py: FairnessReport.passes writes |SPD| and |EOD| (RST substitutions)",
-    r"docstring of trustml_lab\.data:\d+: ERROR: Malformed table":
-        "trustml_lab/data.py: the module docstring's loader table has a name wider than its column",
     r"docstring of trustml_lab\.interpret:\d+: ERROR: Malformed table":
         "trustml_lab/interpret.py: the module docstring's kernel table has a name wider than its column",
 }
