@@ -206,6 +206,32 @@ def test_same_distribution_traffic_alerts_at_most_at_the_stated_rate(german):
     assert uncorrected / windows > 5 * ALPHA  # without the correction, most windows would alert somewhere
 
 
+@pytest.mark.parametrize("rates, rule", [
+    ((0.4, 0.5), {"min_ratio": 0.8, "max_difference": None}),  # on the four-fifths boundary
+    ((0.08, 0.1), {"min_ratio": 0.8, "max_difference": None}),  # rare approvals: Clopper-Pearson is skewed
+    ((0.4, 0.5), {"min_ratio": None, "max_difference": 0.1}),  # on the parity-gap boundary
+])
+@pytest.mark.slow
+def test_each_fairness_rule_holds_its_level_on_the_boundary(rates, rule):
+    """A monitor with no drift features, only one rule: 2 tests (the ordered pairs) at level alpha / 2 each;
+    with the true rates on the boundary the rule fails in at most that share of the windows (MOVER's bound
+    is approximate, so this is the claim to check; a large alpha makes the check sharp with few windows)."""
+    confidence, windows, n = 0.8, 800, 300
+    monitor = Monitor(pd.DataFrame({"g": ["a", "b"]}), group="g", features=[], window=n, min_window=n,
+                      confidence=confidence, **rule)
+    rng = np.random.default_rng(11)
+    alerted, inputs = 0, {True: {"g": "a"}, False: {"g": "b"}}
+    for _ in range(windows):
+        group = rng.random(n) < 0.35  # a minority group "a" of about 35%
+        decision = rng.random(n) < np.where(group, *rates)
+        report = monitor.evaluate([{"inputs": inputs[g], "decision": d} for g, d in zip(group.tolist(),
+                                                                                        decision.tolist())])
+        assert report.tests == 2
+        alerted += report.alerted
+    level = (1 - confidence) / 2
+    assert alerted / windows <= level + 3 * math.sqrt(level * (1 - level) / windows), alerted
+
+
 @pytest.mark.slow
 def test_a_known_shift_is_caught_with_high_power(german):
     """Traffic from the same applicants reweighted to a changed group mix (women weighted 3x) and younger
