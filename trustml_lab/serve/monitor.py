@@ -415,13 +415,11 @@ class Monitor:
         rates = self._group_rates(groups, sel_counts, tpr_counts, self.confidence)
         present = [g for g, r in enumerate(rates) if r.rows > 0]
         with_tpr = [g for g, r in enumerate(rates) if r.positives >= self.min_positives]
-        rules = (self.min_ratio is not None) + (self.max_difference is not None)
-        pairs = lambda k: k * (k - 1)  # ordered pairs of groups
-        tests = len(drift) + rules * (pairs(len(present)) + pairs(len(with_tpr)))
+        tests = len(drift) + self._fairness_tests(len(present)) + self._fairness_tests(len(with_tpr))
         level = (1 - self.confidence) / max(tests, 1)
         judged = n >= self.min_window
         alerts: list[Alert] = []
-        if judged:
+        if judged:  # selection: (selected, rows) per group; TPR: (true positives, positives) per group
             alerts += [self._drift_alert(d, level, tests) for d in drift
                        if d.pvalue < level and d.psi >= self.psi_threshold]
             alerts += self._pair_alerts("selection", [groups[g] for g in present], sel_counts[1, present],
@@ -440,6 +438,11 @@ class Monitor:
             selection_ratio=sel_ratio, selection_difference=sel_diff, tpr_ratio=tpr_ratio, tpr_difference=tpr_diff,
             groups=tuple(rates), drift=tuple(drift), alerts=tuple(alerts),
         )
+
+    def _fairness_tests(self, groups: int) -> int:
+        """The fairness tests of one rate: each active rule on each ordered pair of groups."""
+        rules = (self.min_ratio is not None) + (self.max_difference is not None)
+        return rules * groups * (groups - 1)
 
     def _drift(self, rows: _Rows) -> list[FeatureDrift]:
         found = []

@@ -417,8 +417,8 @@ class Registry:
     def _live(self, conn: sqlite3.Connection) -> VersionRecord:
         live = conn.execute("SELECT * FROM live").fetchone()
         if live is None or live["version"] is None:
-            last = conn.execute("SELECT version, reason FROM events WHERE event = 'unhealthy' "
-                                "ORDER BY seq DESC LIMIT 1").fetchone()
+            last = None if live is None else conn.execute(
+                "SELECT version, reason FROM events WHERE event = 'unhealthy' ORDER BY seq DESC LIMIT 1").fetchone()
             why = (f"the last version marked unhealthy was {last['version']!r} ({last['reason']}) and no "
                    "previously live version is healthy") if last else "no version has been promoted"
             raise NoHealthyVersionError(f"no version is live: {why}; promote a healthy version")
@@ -438,12 +438,12 @@ class Registry:
 
     def promote(self, version: str) -> VersionRecord:
         """Make a healthy ``version`` live after verifying its artefacts (``ArtefactError`` if they differ)."""
-        record = self.get(version)
-        if record.status != "healthy":
-            raise ValueError(f"version: {version!r} is unhealthy ({record.reason}); mark it healthy after "
-                             "fixing the cause, or promote another version")
-        _verify(record)
+        _verify(self.get(version))
         with self._db.write() as conn:
+            record = self._get(conn, version)  # read again under the write lock: it may have been marked since
+            if record.status != "healthy":
+                raise ValueError(f"version: {version!r} is unhealthy ({record.reason}); mark it healthy after "
+                                 "fixing the cause, or promote another version")
             self._set_live(conn, version, "promoted", None)
             return self._get(conn, version)
 
