@@ -4,20 +4,20 @@ Every kernel is batched over examples (and over integration steps, occlusion win
 coalitions or optimization steps), runs unchanged on any device, and matches a
 reference where one exists:
 
-===========================  ==========================================================
-kernel                       reference
-===========================  ==========================================================
-:func:`saliency`             captum ``Saliency``
-:func:`integrated_gradients` captum ``IntegratedGradients`` (same method and steps)
-:func:`smoothgrad`           captum ``NoiseTunnel(Saliency)``, ``nt_type="smoothgrad"``
-:func:`occlusion`            captum ``Occlusion``
-:func:`shapley_values`       shap ``ExactExplainer`` with an ``Independent`` masker
-:func:`kernel_shap`          shap ``KernelExplainer`` (its coalition sampling scheme)
-:func:`rank_correlation`     scipy ``stats.spearmanr``, one row at a time
+=================================  ==============================================================
+kernel                             reference
+=================================  ==============================================================
+:func:`saliency`                   captum ``Saliency``
+:func:`integrated_gradients`       captum ``IntegratedGradients`` (same method and steps)
+:func:`smoothgrad`                 captum ``NoiseTunnel(Saliency)``, ``nt_type="smoothgrad"``
+:func:`occlusion`                  captum ``Occlusion``
+:func:`shapley_values`             shap ``ExactExplainer`` with an ``Independent`` masker
+:func:`kernel_shap`                shap ``KernelExplainer`` (its coalition sampling scheme)
+:func:`rank_correlation`           scipy ``stats.spearmanr``, one row at a time
 :func:`model_randomization_check`  Adebayo et al. (2018), cascading randomization
-:func:`counterfactual`       Wachter et al. (2018), with an L1 (sparse) distance
-:func:`local_surrogate`      LIME's tabular surrogate (Ribeiro et al., 2016): its kernel
-===========================  ==========================================================
+:func:`counterfactual`             Wachter et al. (2018), with an L1 (sparse) distance
+:func:`local_surrogate`            LIME's tabular surrogate (Ribeiro et al., 2016): its kernel
+=================================  ==============================================================
 
 Explainers that take a ``model`` (a ``torch.nn.Module``, or any function of a batch)
 run it in eval mode and then restore the mode they found (a train-mode batch norm would
