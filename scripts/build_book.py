@@ -365,16 +365,6 @@ def stage(src: Path) -> list[Chapter]:
 #: parse (their owners fix them, then the line goes; tests/test_book.py fails on a line that no
 #: longer matches, as on any warning not listed here).
 KNOWN_WARNINGS: dict[str, str] = {
-    r'check_sex_share:1: ERROR: Undefined substitution referenced: "Shapley value"':
-        "trustml_lab/checks/interpret.py: |Shapley value| reads as an RST substitution (write \\|x\\| or words)",
-    r'api/trustml_lab\.checks\.interpret\.md:\d+: ERROR: Undefined substitution referenced: "Shapley value"':
-        "the same docstring's first sentence, in the API page's summary table",
-    r'FairnessReport\.passes:1: ERROR: Undefined substitution referenced: "(SPD|EOD)"':
-        "trustml_lab/fairness.py: FairnessReport.passes writes |SPD| and |EOD| (RST substitutions)",
-    r"docstring of trustml_lab\.data:\d+: ERROR: Malformed table":
-        "trustml_lab/data.py: the module docstring's loader table has a name wider than its column",
-    r"docstring of trustml_lab\.interpret:\d+: ERROR: Malformed table":
-        "trustml_lab/interpret.py: the module docstring's kernel table has a name wider than its column",
 }
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

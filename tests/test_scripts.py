@@ -68,6 +68,7 @@ def test_importing_a_script_does_nothing(script, monkeypatch):
     data_before = {p.name: p.stat().st_mtime_ns for p in (ROOT / "data").iterdir()}
     spec = importlib.util.spec_from_file_location(f"_imported_{Path(script).stem}", ROOT / "scripts" / script)
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # as an import does (dataclasses look it up)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         spec.loader.exec_module(module)

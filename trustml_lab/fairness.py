@@ -621,7 +621,7 @@ class FairnessReport:
         return sorted(found, key=lambda line: order.index(line.split(" = ")[0]))
 
     def passes(self, **thresholds: float | None) -> bool:
-        """Whether every threshold holds; defaults |SPD| <= 0.1, min(DI, 1/DI) >= 0.8, |EOD| <= 0.1.
+        """Whether every threshold holds; defaults ``|SPD| <= 0.1``, ``min(DI, 1/DI) >= 0.8``, ``|EOD| <= 0.1``.
 
         Keywords as in :meth:`failures` (``max_abs_spd``, ``min_di``, ``max_abs_eod``,
         ``min_eo_ratio``, ``max_abs_aod``, ``max_eq_odds``, ``max_abs_ppd``).
