@@ -83,8 +83,8 @@ def chapters(solutions: Path = ROOT / "solutions") -> list[Chapter]:
 def public_modules(package: str = PACKAGE) -> list[str]:
     """The package and every module or subpackage of it with no private component.
 
-    >>> public_modules()[:3]
-    ['trustml_lab', 'trustml_lab.checks', 'trustml_lab.checks.fairness']
+    >>> public_modules()[:2], "trustml_lab.checks.fairness" in public_modules()
+    (['trustml_lab', 'trustml_lab.checks'], True)
     """
     root = importlib.import_module(package)
     names = [package]

@@ -45,8 +45,11 @@ into numbers).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,8 +74,12 @@ from .models import MLP, progress_enabled
 
 __all__ = [
     "AdversarialDebiaser",
+    "COUNT_COLUMNS",
+    "ConfusionCounts",
     "FairnessReport",
     "METRICS",
+    "audit_parquet",
+    "audit_sql",
     "average_odds_difference",
     "demographic_parity_penalty",
     "disparate_impact",
@@ -80,8 +87,11 @@ __all__ = [
     "equal_opportunity_ratio",
     "equalized_odds_difference",
     "fairness_report",
+    "fairness_report_from_counts",
     "group_confusion",
+    "group_confusion_counts",
     "group_thresholds",
+    "parquet_confusion_counts",
     "predictive_parity_difference",
     "reweighing_weights",
     "statistical_parity_difference",
@@ -256,14 +266,17 @@ def _side_masks(codes: _Codes, privileged: Codes, unprivileged: Codes, device: t
     return sides
 
 
-def _pool(conf: torch.Tensor, sides: torch.Tensor) -> torch.Tensor:
-    """The (2, 2, 2) confusion matrices of the unprivileged and privileged sides."""
+def _pool(conf: torch.Tensor, sides: torch.Tensor, where: str = "") -> torch.Tensor:
+    """The (2, 2, 2) confusion matrices of the unprivileged and privileged sides.
+
+    ``where`` names the data in the message (`` of column 'sex'``).
+    """
     pooled = torch.einsum("sg,gij->sij", sides.to(conf.dtype), conf)
     empty = (pooled.sum(dim=(1, 2)) == 0).tolist()
     if any(empty):
         which = "unprivileged" if empty[0] else "privileged"
         raise ValueError(f"group: expected rows (with positive weight) in both the privileged and the "
-                         f"unprivileged group, got none in the {which} one")
+                         f"unprivileged group{where}, got none in the {which} one")
     return pooled
 
 
@@ -671,9 +684,18 @@ def fairness_report(
         raise TypeError("y_true: expected binary labels, got None (pass the labels as y_true and y_pred to "
                         "measure the data itself)")
     conf, codes, weights = _confusion(y_true, y_pred, group, sample_weight)
+    return _report(conf, codes, _present(conf, codes, weights), privileged, unprivileged, group_names)
+
+
+def _report(conf: torch.Tensor, codes: _Codes, present: torch.Tensor, privileged: Codes, unprivileged: Codes,
+            group_names: Any, where: str = "") -> FairnessReport:
+    """The report of the confusion matrices ``conf`` of the group indices of ``codes``.
+
+    ``present`` marks the indices that occur in the data (the rows of the table). Shared
+    by :func:`fairness_report` and :func:`fairness_report_from_counts`, so the two agree.
+    """
     sides = _side_masks(codes, privileged, unprivileged, conf.device)
-    pooled = _pool(conf, sides)
-    present = _present(conf, codes, weights)
+    pooled = _pool(conf, sides, where)
     rows = torch.nonzero(present).flatten()
     per_group = {k: v.index_select(0, rows).cpu().numpy() for k, v in _rates(conf).items()}
     all_codes = codes.code_list()
@@ -698,6 +720,605 @@ def fairness_report(
         unprivileged=tuple(all_codes[i] for i in torch.nonzero(mask[0]).flatten().tolist()),
         **dict(zip(METRICS, scalars)),
     )
+
+
+# --------------------------------------------------------------------------- counts: shard, merge, audit at scale
+
+#: The columns of the table :func:`audit_sql`'s query returns, one row per group code:
+#: the code, its number of rows and its (weighted) confusion counts.
+COUNT_COLUMNS = ("group_code", "n_rows", "tn", "fp", "fn", "tp")
+#: The query's validation columns (rows of a group with a label, prediction or weight
+#: that is not valid) and the argument each one is about.
+_INVALID_COLUMNS = {"invalid_label": "label", "invalid_prediction": "prediction", "invalid_weight": "weight"}
+_LARGEST_CODE = 2**62
+
+
+def _check_counts_tensor(value: Any, name: str, ndim: int, integer: bool, device: Any) -> torch.Tensor:
+    tensor = as_tensor(value, name, ndim=ndim, device=device)
+    wrong = tensor.dtype == torch.bool or tensor.is_complex() or (integer and tensor.is_floating_point())
+    if wrong:
+        kind = "integers" if integer else "real numbers"
+        raise TypeError(f"{name}: expected {kind}, got {describe(tensor)}")
+    return tensor.long() if integer else tensor.to(torch.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class ConfusionCounts:
+    """Per-group confusion counts, all that :func:`fairness_report` needs; shards add with ``+``.
+
+    Every metric of the chapter is a function of these counts, so a log too large for
+    memory is audited by counting it in pieces (files, days, the partitions of a cluster)
+    and adding the pieces. One row per group code that occurs:
+
+    * ``codes``: (G,) int64, the group codes, distinct, in increasing order;
+    * ``counts``: (G, 2, 2) float64, ``counts[g, true, pred]``, the (weighted) number of
+      rows of group ``codes[g]`` with that label and prediction, as :func:`group_confusion`
+      (``counts[g, 1, 1]`` the true positives, ``counts[g, 0, 1]`` the false positives);
+    * ``rows``: (G,) int64, each group's number of rows, at least 1 (a row of weight 0
+      counts: the group occurs, as in :func:`fairness_report`'s table);
+    * ``is_mask``: the codes came from a boolean mask (``True`` marks the privileged
+      rows), so that ``privileged=None`` means code 1, as in :func:`fairness_report`.
+
+    ``a + b`` takes the union of the codes and adds the counts and rows of a code present
+    in both (``b`` is moved to ``a``'s device); ``0 + a`` is ``a``, so ``sum(shards)``
+    works. The sum equals the counts of all the rows at once, exactly for unweighted
+    counts (whole numbers below 2**53), up to the rounding of float64 sums with
+    weights. :meth:`to_frame` and :meth:`from_frame` convert to and from the table of
+    :data:`COUNT_COLUMNS` that :func:`audit_sql`'s query returns. Every listed code has
+    at least one row; an empty ``ConfusionCounts`` (G = 0) is the neutral element of ``+``.
+
+    >>> a = group_confusion_counts([1, 0, 1], [1, 1, 0], [0, 0, 1])
+    >>> b = group_confusion_counts([1, 1], [1, 1], [1, 2])
+    >>> total = a + b
+    >>> total.codes, total.rows
+    (tensor([0, 1, 2]), tensor([2, 2, 1]))
+    >>> total.to_frame()
+       group_code  n_rows   tn   fp   fn   tp
+    0           0       2  0.0  1.0  0.0  1.0
+    1           1       2  0.0  0.0  1.0  1.0
+    2           2       1  0.0  0.0  0.0  1.0
+    """
+
+    codes: torch.Tensor
+    counts: torch.Tensor
+    rows: torch.Tensor
+    is_mask: bool = False
+
+    def __post_init__(self) -> None:
+        codes = _check_counts_tensor(self.codes, "codes", 1, True, None)
+        counts = _check_counts_tensor(self.counts, "counts", 3, False, codes.device)
+        rows = _check_counts_tensor(self.rows, "rows", 1, True, codes.device)
+        if tuple(counts.shape) != (len(codes), 2, 2):
+            raise ValueError(f"counts: expected shape ({len(codes)}, 2, 2), a 2 x 2 matrix [true, pred] for each "
+                             f"of the {len(codes)} codes, got {describe(counts)}")
+        if rows.shape != codes.shape:
+            raise ValueError(f"rows: expected one row count for each of the {len(codes)} codes, got {describe(rows)}")
+        if not isinstance(self.is_mask, (bool, np.bool_)):
+            raise TypeError(f"is_mask: expected True or False, got {describe(self.is_mask)}")
+        if len(codes):
+            low, high = _value_range(codes)
+            if low < 0 or high >= _LARGEST_CODE:
+                raise ValueError(f"codes: expected non-negative group codes below 2**62, got values from {low} "
+                                 f"to {high}")
+            if bool((codes[1:] <= codes[:-1]).any()):
+                raise ValueError("codes: expected distinct codes in increasing order (one row per group), got "
+                                 f"{codes[:8].tolist()}{' ...' if len(codes) > 8 else ''}")
+            if float(counts.min()) < 0:
+                raise ValueError(f"counts: expected non-negative counts, got a minimum of {float(counts.min())}")
+            if int(rows.min()) < 1:
+                raise ValueError(f"rows: expected at least one row for every listed code (a code without rows is "
+                                 f"left out), got a minimum of {int(rows.min())}")
+        object.__setattr__(self, "codes", codes)
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "is_mask", bool(self.is_mask))
+
+    def __add__(self, other: Any) -> ConfusionCounts:
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            return self
+        if not isinstance(other, ConfusionCounts):
+            return NotImplemented
+        device = self.counts.device
+        codes, index = torch.unique(torch.cat([self.codes, other.codes.to(device)]), sorted=True,
+                                    return_inverse=True)
+        cells = torch.cat([self.counts, other.counts.to(device)]).reshape(-1, 4)
+        counts = torch.zeros(len(codes), 4, dtype=torch.float64, device=device)
+        counts.scatter_add_(0, index[:, None].expand(-1, 4), cells)  # deterministic, also on CUDA
+        rows = torch.zeros(len(codes), dtype=torch.int64, device=device)
+        rows.scatter_add_(0, index, torch.cat([self.rows, other.rows.to(device)]))
+        return ConfusionCounts(codes, counts.reshape(-1, 2, 2), rows, self.is_mask and other.is_mask)
+
+    def __radd__(self, other: Any) -> ConfusionCounts:
+        return self.__add__(other)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The counts as a table of :data:`COUNT_COLUMNS`, the layout of :func:`audit_sql`'s result."""
+        cells = self.counts.reshape(-1, 4).cpu().numpy()
+        frame = {"group_code": self.codes.cpu().numpy(), "n_rows": self.rows.cpu().numpy()}
+        frame.update({name: cells[:, i] for i, name in enumerate(COUNT_COLUMNS[2:])})
+        return pd.DataFrame(frame)
+
+    @classmethod
+    def from_frame(cls, frame: Any, *, is_mask: bool = False) -> ConfusionCounts:
+        """Counts from a table of :data:`COUNT_COLUMNS`: :func:`audit_sql`'s result on any engine.
+
+        ``frame`` is a pandas or polars DataFrame or a pyarrow Table (Spark's
+        ``spark.sql(query).toPandas()``, a warehouse client's ``fetch_pandas_all()``). Rows
+        of the same code are added, so the union of two results is their merge; column
+        names are read in any case (Snowflake returns ``GROUP_CODE``, ``N_ROWS``, ...). The
+        query's validation columns (``invalid_label``, ``invalid_prediction``,
+        ``invalid_weight``), when present, must be 0: a non-zero one raises
+        ``ValueError``, naming it. Inverse of :meth:`to_frame`.
+
+        >>> table = pd.DataFrame({"group_code": [0, 1], "n_rows": [3, 2], "tn": [1.0, 0.0],
+        ...                       "fp": [1.0, 0.0], "fn": [0.0, 1.0], "tp": [1.0, 1.0]})
+        >>> counts = ConfusionCounts.from_frame(table)
+        >>> counts.rows, counts.counts[1]
+        (tensor([3, 2]), tensor([[0., 0.],
+                [1., 1.]], dtype=torch.float64))
+        """
+        if not isinstance(is_mask, (bool, np.bool_)):
+            raise TypeError(f"is_mask: expected True or False, got {describe(is_mask)}")
+        return _counts_from_result(_as_arrow(frame), None, is_mask=bool(is_mask))
+
+
+def group_confusion_counts(y_true: Any, y_pred: Any, group: Any, *, sample_weight: Any = None) -> ConfusionCounts:
+    """The per-group confusion counts of one table (or one shard of it), as :class:`ConfusionCounts`.
+
+    The counts :func:`fairness_report` computes, kept: one pass of
+    :func:`group_confusion`'s kernel (a ``bincount`` of ``4 * group + 2 * y_true +
+    y_pred``, weighted by ``sample_weight``), restricted to the codes that occur, with
+    each code's number of rows. Any non-negative integer codes (or a boolean mask), any
+    weights :func:`fairness_report` takes. ``fairness_report_from_counts(counts,
+    privileged=...)`` then equals ``fairness_report(y_true, y_pred, group,
+    privileged=..., sample_weight=...)``, and the counts of the shards of a table add up
+    to the counts of the table (``sum(shards)``).
+
+    >>> counts = group_confusion_counts([1, 0, 1, 1], [1, 1, 0, 1], [0, 0, 7, 7])
+    >>> counts.codes, counts.counts[1]
+    (tensor([0, 7]), tensor([[0., 0.],
+            [1., 1.]], dtype=torch.float64))
+    """
+    if y_true is None:
+        raise TypeError("y_true: expected binary labels, got None")
+    conf, codes, weights = _confusion(y_true, y_pred, group, sample_weight)
+    if weights is None:
+        rows = conf.sum(dim=(1, 2)).long()
+    else:
+        rows = torch.bincount(codes.index, minlength=codes.count)
+    keep = torch.nonzero(rows > 0).flatten()
+    values = keep if codes.codes is None else codes.codes.index_select(0, keep)
+    return ConfusionCounts(values, conf.index_select(0, keep), rows.index_select(0, keep), codes.is_mask)
+
+
+def fairness_report_from_counts(
+    counts: ConfusionCounts,
+    *,
+    privileged: Codes = None,
+    unprivileged: Codes = None,
+    group_names: Sequence[Any] | Mapping[int, Any] | None = None,
+) -> FairnessReport:
+    """The :class:`FairnessReport` of per-group confusion counts: the same report as :func:`fairness_report`.
+
+    ``counts`` from :func:`group_confusion_counts` (a table in memory, or the sum of the
+    counts of its shards), :func:`parquet_confusion_counts` (DuckDB or Polars over
+    Parquet files) or :meth:`ConfusionCounts.from_frame` (:func:`audit_sql`'s result on
+    any SQL engine). ``privileged``, ``unprivileged`` and ``group_names`` as in
+    :func:`fairness_report`, which runs the same code on the counts it computes, so that
+    ``fairness_report_from_counts(group_confusion_counts(y, p, g, sample_weight=w),
+    privileged=1)`` equals ``fairness_report(y, p, g, privileged=1, sample_weight=w)``
+    (to the last bits of float64 sums; ``tests/test_fairness_audit.py`` checks 1e-12).
+
+    >>> shards = [group_confusion_counts([1, 0], [1, 1], [0, 0]),
+    ...           group_confusion_counts([1, 1], [0, 1], [1, 1])]
+    >>> report = fairness_report_from_counts(sum(shards), privileged=1)
+    >>> report.equal_opportunity_difference, report.disparate_impact
+    (0.5, 2.0)
+    """
+    return _report_from_counts(counts, privileged, unprivileged, group_names)
+
+
+def _report_from_counts(counts: Any, privileged: Codes, unprivileged: Codes, group_names: Any,
+                        where: str = "") -> FairnessReport:
+    if not isinstance(counts, ConfusionCounts):
+        raise TypeError(f"counts: expected ConfusionCounts (from group_confusion_counts, parquet_confusion_counts "
+                        f"or ConfusionCounts.from_frame), got {describe(counts)}")
+    if len(counts.codes) == 0:
+        raise ValueError("counts: expected the counts of at least one row, got empty counts (no groups)")
+    codes = _Codes(counts.codes[:0], len(counts.codes), counts.codes, int(counts.codes[-1]), counts.is_mask)
+    present = torch.ones(len(counts.codes), dtype=torch.bool, device=counts.counts.device)
+    return _report(counts.counts, codes, present, privileged, unprivileged, group_names, where)
+
+
+# SQL keywords that a bare column name must not be (the common reserved words of
+# SQL:2016, DuckDB, Spark SQL and SQLite); such a name is quoted.
+_SQL_RESERVED = frozenset("""
+    all and any array as asc between both by case cast check collate column constraint create cross current
+    default desc distinct else end except exists false fetch for foreign from full grant group having in inner
+    intersect interval into is join lateral leading left like limit natural not null offset on only or order
+    outer primary references right row rows select some table then to trailing true union unique user using
+    values when where window with
+""".split())
+_BARE_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _sql_identifier(name: str) -> str:
+    """``name`` as an SQL identifier: bare when it is a plain name, else double-quoted (standard SQL)."""
+    if _BARE_IDENTIFIER.fullmatch(name) and name.lower() not in _SQL_RESERVED:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _check_column_name(value: Any, name: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected the name of a column (a string), got {describe(value)}")
+    if not value or "\x00" in value:
+        raise ValueError(f"{name}: expected the name of a column, got {value!r}")
+    return value
+
+
+def audit_sql(source: str, *, label: str, prediction: str, group: str, weight: str | None = None) -> str:
+    """The SQL query behind :func:`audit_parquet`: one ``GROUP BY`` over the table ``source``.
+
+    Plain SQL (``COUNT``, ``SUM(CASE ...)``, ``GROUP BY``), the same on every engine: it
+    runs unchanged on DuckDB, SQLite, PostgreSQL, Spark SQL or a warehouse (BigQuery,
+    Snowflake), which spread the ``GROUP BY`` over their workers; only ``source``, the
+    ``FROM`` clause, is the engine's (a table name, DuckDB's ``read_parquet('logs/*.parquet')``,
+    Spark's ``parquet.`logs/```). The result has one row per group code: the columns
+    :data:`COUNT_COLUMNS` (the rows, and the weighted counts ``tn``, ``fp``, ``fn``, ``tp``
+    of each label x prediction cell), then ``invalid_label``, ``invalid_prediction``
+    (and ``invalid_weight`` with ``weight``), the numbers of rows whose label or
+    prediction is not 0 or 1 (NULL and NaN included) or whose weight is negative, NaN,
+    infinite or NULL (``w - w = 0`` holds for finite weights only; a range test such as
+    ``w <= 1.7976931348623157e308`` would miss NaN on DuckDB, whose optimizer decides it
+    from the Parquet files' min/max statistics, which leave NaN out). Pass
+    it to :meth:`ConfusionCounts.from_frame`, then :func:`fairness_report_from_counts`,
+    for the report:
+
+    .. code-block:: python
+
+        query = fair.audit_sql("prod.decisions", label="repaid", prediction="approved", group="sex")
+        counts = fair.ConfusionCounts.from_frame(spark.sql(query).toPandas())  # a few rows
+        report = fair.fairness_report_from_counts(counts, privileged=1)
+
+    Column names that are plain identifiers stay bare; others (spaces, SQL keywords
+    such as ``group``) are double-quoted, standard SQL that DuckDB, SQLite, PostgreSQL
+    and Snowflake read (Spark SQL reads backticks, or double quotes with
+    ``spark.sql.ansi.doubleQuotedIdentifiers``; BigQuery backticks).
+
+    >>> print(audit_sql("decisions", label="y", prediction="approved", group="sex"))
+    SELECT
+        sex AS group_code,
+        COUNT(*) AS n_rows,
+        SUM(CASE WHEN y = 0 AND approved = 0 THEN 1 ELSE 0 END) AS tn,
+        SUM(CASE WHEN y = 0 AND approved = 1 THEN 1 ELSE 0 END) AS fp,
+        SUM(CASE WHEN y = 1 AND approved = 0 THEN 1 ELSE 0 END) AS fn,
+        SUM(CASE WHEN y = 1 AND approved = 1 THEN 1 ELSE 0 END) AS tp,
+        SUM(CASE WHEN y IN (0, 1) THEN 0 ELSE 1 END) AS invalid_label,
+        SUM(CASE WHEN approved IN (0, 1) THEN 0 ELSE 1 END) AS invalid_prediction
+    FROM decisions
+    GROUP BY sex
+    """
+    if not isinstance(source, str):
+        raise TypeError(f"source: expected the FROM clause as a string (a table name or a table function), "
+                        f"got {describe(source)}")
+    if not source.strip():
+        raise ValueError("source: expected the FROM clause (a table name or a table function), got an empty string")
+    y, p, g = (_sql_identifier(_check_column_name(value, name))
+               for name, value in (("label", label), ("prediction", prediction), ("group", group)))
+    w = None if weight is None else _sql_identifier(_check_column_name(weight, "weight"))
+    amount = "1" if w is None else w
+    lines = [f"{g} AS group_code", "COUNT(*) AS n_rows"]
+    for alias, (true, pred) in zip(COUNT_COLUMNS[2:], ((0, 0), (0, 1), (1, 0), (1, 1))):
+        lines.append(f"SUM(CASE WHEN {y} = {true} AND {p} = {pred} THEN {amount} ELSE 0 END) AS {alias}")
+    lines.append(f"SUM(CASE WHEN {y} IN (0, 1) THEN 0 ELSE 1 END) AS invalid_label")
+    lines.append(f"SUM(CASE WHEN {p} IN (0, 1) THEN 0 ELSE 1 END) AS invalid_prediction")
+    if w is not None:
+        # not `w <= 1.79e308`: DuckDB folds range comparisons with Parquet's min/max statistics, which leave NaN out
+        lines.append(f"SUM(CASE WHEN {w} >= 0 AND {w} - {w} = 0 THEN 0 ELSE 1 END) AS invalid_weight")
+    body = ",\n    ".join(lines)
+    return f"SELECT\n    {body}\nFROM {source}\nGROUP BY {g}"
+
+
+def _as_arrow(frame: Any) -> Any:
+    """A pandas or polars DataFrame or a pyarrow Table as a pyarrow Table."""
+    import pyarrow as pa
+
+    if isinstance(frame, pa.Table):
+        return frame
+    if isinstance(frame, pd.DataFrame):
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    if type(frame).__module__.startswith("polars") and hasattr(frame, "to_arrow"):
+        return frame.to_arrow()
+    raise TypeError(f"frame: expected a pandas or polars DataFrame or a pyarrow Table, got {describe(frame)}")
+
+
+def _whole_code(value: Any, say: Callable[[str], str]) -> int:
+    """A group code of a query's result as an int (booleans 0 and 1; floats and decimals must be whole)."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer)):
+        code = int(value)
+    else:
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(say(f"expected integer group codes or booleans, got {describe(value)}")) from err
+        if not math.isfinite(number) or number != int(number):
+            raise ValueError(say(f"expected integer group codes or booleans, got {value!r}"))
+        code = int(value)
+    if not 0 <= code < _LARGEST_CODE:
+        raise ValueError(say(f"expected non-negative integer group codes below 2**62, got {code}"))
+    return code
+
+
+def _rows(number: int) -> str:
+    return f"{number:,} row" + ("" if number == 1 else "s")
+
+
+def _counts_from_result(table: Any, columns: Mapping[str, str] | None, *, is_mask: bool,
+                        source: str = "") -> ConfusionCounts:
+    """:class:`ConfusionCounts` from the result of :func:`audit_sql`'s query (a pyarrow Table).
+
+    ``columns`` maps ``label``, ``prediction``, ``group`` (and ``weight``) to the data's
+    column names, for messages that name them; ``None``: the result came as ``frame``.
+    """
+    known = {*COUNT_COLUMNS, *_INVALID_COLUMNS}  # warehouses that upper-case aliases (Snowflake): GROUP_CODE, ...
+    table = table.rename_columns([c.lower() if c.lower() in known else c for c in table.column_names])
+    missing = [c for c in COUNT_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"frame: expected the columns {list(COUNT_COLUMNS)} of audit_sql's query, missing {missing}")
+
+    def say(arg: str, result_column: str, text: str) -> str:
+        if columns is None:
+            return f"frame: column {result_column!r}: {text}"
+        return f"{arg}: {text} in column {columns[arg]!r}" + (f" of {source}" if source else "")
+
+    data = {c: table.column(c).to_pylist() for c in table.column_names if c in COUNT_COLUMNS or c in _INVALID_COLUMNS}
+    for result_column, arg in _INVALID_COLUMNS.items():
+        bad = sum(int(v) for v in data.get(result_column, []) if v is not None)
+        if bad:
+            expected = ("finite non-negative weights" if arg == "weight" else "0 or 1 (the favorable outcome 1)")
+            raise ValueError(say(arg, result_column, f"expected {expected}, got {_rows(bad)} with another value "
+                                                     "(or NULL)"))
+    n_rows = [int(v or 0) for v in data["n_rows"]]
+    nulls = sum(n for code, n in zip(data["group_code"], n_rows) if code is None)
+    if nulls:
+        raise ValueError(say("group", "group_code", f"expected a group code in every row, got {_rows(nulls)} "
+                                                    "with NULL"))
+    if not n_rows:
+        if columns is None:
+            raise ValueError("frame: expected at least one group (the result of audit_sql's query on a table with "
+                             "rows), got an empty table")
+        raise ValueError(f"path_or_glob: expected at least one row, got none in {source} (columns "
+                         f"{', '.join(repr(columns[a]) for a in ('label', 'prediction', 'group'))})")
+    codes = np.array([_whole_code(v, lambda text: say("group", "group_code", text)) for v in data["group_code"]],
+                     dtype=np.int64)
+    cells = np.array([[0.0 if v is None else float(v) for v in data[c]] for c in COUNT_COLUMNS[2:]],
+                     dtype=np.float64).T
+    if not np.isfinite(cells).all() or (cells < 0).any():
+        raise ValueError(say("weight", "tn", "expected finite non-negative counts, got "
+                                             f"{cells[~np.isfinite(cells) | (cells < 0)][:3].tolist()}"))
+    unique, index = np.unique(codes, return_inverse=True)  # rows of the same code add up
+    summed = np.zeros((len(unique), 4))
+    np.add.at(summed, index, cells)
+    rows = np.zeros(len(unique), dtype=np.int64)
+    np.add.at(rows, index, np.asarray(n_rows, dtype=np.int64))
+    if (rows < 1).any():
+        raise ValueError(say("group", "n_rows", f"expected at least one row per group, got {rows.min()}"))
+    return ConfusionCounts(torch.from_numpy(unique), torch.from_numpy(summed.reshape(-1, 2, 2)),
+                           torch.from_numpy(rows), is_mask)
+
+
+_ENGINES = ("duckdb", "polars")
+
+
+def _parquet_paths(path_or_glob: Any) -> list[str]:
+    """One path or glob, or a non-empty sequence of them, as strings."""
+    if isinstance(path_or_glob, (str, os.PathLike)):
+        paths = [path_or_glob]
+    elif isinstance(path_or_glob, (list, tuple)):
+        paths = list(path_or_glob)
+        if not paths:
+            raise ValueError("path_or_glob: expected a Parquet file, a glob or a list of them, got an empty list")
+    else:
+        raise TypeError(f"path_or_glob: expected a path, a glob such as 'logs/*.parquet' or a list of them, "
+                        f"got {describe(path_or_glob)}")
+    if not all(isinstance(p, (str, os.PathLike)) for p in paths):
+        raise TypeError(f"path_or_glob: expected paths (str or os.PathLike), got {describe(path_or_glob)}")
+    found = [os.fspath(p) for p in paths]
+    if not all(isinstance(p, str) and p for p in found):
+        raise ValueError(f"path_or_glob: expected non-empty paths, got {describe(path_or_glob)}")
+    return found
+
+
+def _check_schema(kinds: Mapping[str, tuple[str, str]], columns: Mapping[str, str], source: str) -> None:
+    """Every column exists; labels, predictions and groups are numbers or booleans, weights numbers.
+
+    ``kinds`` maps each column of the data to (kind, type name): kind ``"bool"``,
+    ``"number"`` or ``"other"``.
+    """
+    for arg, column in columns.items():
+        if column not in kinds:
+            shown = ", ".join(repr(c) for c in list(kinds)[:12]) + (" ..." if len(kinds) > 12 else "")
+            raise ValueError(f"{arg}: expected a column of {source}, got {column!r}, which is not one; the "
+                             f"columns are {shown}")
+        kind, type_name = kinds[column]
+        allowed = ("number",) if arg == "weight" else ("number", "bool")
+        if kind not in allowed:
+            what = "numbers" if arg == "weight" else "numbers or booleans"
+            hint = (" (encode them as integer codes: CASE WHEN sex = 'Male' THEN 1 ELSE 0 END)"
+                    if arg == "group" else "")
+            raise TypeError(f"{arg}: expected a column of {what}, got column {column!r} of type {type_name}{hint}")
+
+
+def _duckdb_kind(type_name: str) -> str:
+    name = type_name.upper()
+    if name == "BOOLEAN":
+        return "bool"
+    numbers = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+               "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL")
+    return "number" if name in numbers or name.startswith("DECIMAL") else "other"
+
+
+def _duckdb_result(paths: list[str], columns: Mapping[str, str], connection: Any) -> tuple[Any, str]:
+    import duckdb
+
+    if connection is not None and not isinstance(connection, duckdb.DuckDBPyConnection):
+        raise TypeError(f"connection: expected a duckdb connection (duckdb.connect(...)) or None, "
+                        f"got {describe(connection)}")
+    # a connection of ours prints no progress bar (DuckDB's default prints one to stdout after 2 s)
+    con = duckdb.connect() if connection is None else connection
+    if connection is None:
+        with contextlib.suppress(duckdb.Error):  # in Jupyter without ipywidgets DuckDB refuses it (and shows none)
+            con.execute("SET enable_progress_bar = false")
+    quoted = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+    source = f"read_parquet({quoted})" if len(paths) == 1 else f"read_parquet([{quoted}])"
+    try:
+        try:
+            described = con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        except duckdb.Error as err:
+            raise ValueError(f"path_or_glob: DuckDB cannot read {paths if len(paths) > 1 else paths[0]!r} as "
+                             f"Parquet: {err}") from err
+        _check_schema({row[0]: (_duckdb_kind(row[1]), row[1]) for row in described}, columns, source)
+        query = audit_sql(source, **columns)
+        try:
+            return con.sql(query).to_arrow_table(), source
+        except duckdb.Error as err:
+            raise ValueError(f"path_or_glob: DuckDB failed on {source}: {err}") from err
+    finally:
+        if connection is None:
+            con.close()
+
+
+def _polars_result(paths: list[str], columns: Mapping[str, str]) -> tuple[Any, str]:
+    """The query of :func:`audit_sql`, as a Polars lazy query (streaming) over the files."""
+    import polars as pl
+
+    source = f"pl.scan_parquet({paths[0]!r})" if len(paths) == 1 else f"pl.scan_parquet({paths!r})"
+    try:
+        frame = pl.scan_parquet(paths[0] if len(paths) == 1 else paths)
+        schema = frame.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise ValueError(f"path_or_glob: Polars cannot read {paths if len(paths) > 1 else paths[0]!r} as "
+                         f"Parquet: {err}") from err
+    kinds = {name: ("bool" if dtype == pl.Boolean else "number" if dtype.is_numeric() else "other", str(dtype))
+             for name, dtype in schema.items()}
+    _check_schema(kinds, columns, source)
+    y = pl.col(columns["label"]).cast(pl.Float64)
+    p = pl.col(columns["prediction"]).cast(pl.Float64)
+    weight = columns.get("weight")
+    w = None if weight is None else pl.col(weight).cast(pl.Float64)
+
+    def rows_where(condition: Any) -> Any:
+        return condition.fill_null(False).cast(pl.Int64).sum()
+
+    aggregates = [pl.len().cast(pl.Int64).alias("n_rows")]
+    for alias, (true, pred) in zip(COUNT_COLUMNS[2:], ((0, 0), (0, 1), (1, 0), (1, 1))):
+        cell = (y == true) & (p == pred)
+        aggregates.append((rows_where(cell) if w is None else pl.when(cell).then(w).otherwise(0.0).sum()).alias(alias))
+    aggregates.append(rows_where(~y.is_in([0.0, 1.0]).fill_null(False)).alias("invalid_label"))
+    aggregates.append(rows_where(~p.is_in([0.0, 1.0]).fill_null(False)).alias("invalid_prediction"))
+    if w is not None:
+        aggregates.append(rows_where(~((w >= 0) & w.is_finite()).fill_null(False)).alias("invalid_weight"))
+    query = frame.group_by(pl.col(columns["group"]).alias("group_code")).agg(aggregates)
+    try:
+        return query.collect(engine="streaming").to_arrow(), source
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise ValueError(f"path_or_glob: Polars failed on {source}: {err}") from err
+
+
+def parquet_confusion_counts(
+    path_or_glob: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    label: str,
+    prediction: str,
+    group: str,
+    weight: str | None = None,
+    engine: str = "duckdb",
+    connection: Any = None,
+) -> ConfusionCounts:
+    """The per-group confusion counts of Parquet files, counted out of core by DuckDB or Polars.
+
+    ``path_or_glob``: a file, a glob (``"logs/*.parquet"``, ``"logs/**/*.parquet"``) or a
+    list of them, all with the same columns; ``label``, ``prediction``, ``group`` and
+    ``weight`` name its columns (the data's ``y_true``, ``y_pred``, ``group`` and
+    ``sample_weight``): 0/1 or boolean labels and predictions, non-negative integer (or
+    boolean) group codes, finite non-negative weights. ``engine="duckdb"`` (embedded, in
+    this process) runs :func:`audit_sql`'s query, one ``GROUP BY``, over
+    ``read_parquet(...)``; it streams the files, so memory stays bounded however many
+    rows there are (``connection``: a ``duckdb.connect(config={"memory_limit": "1GB",
+    "threads": 2})`` of yours, to bound it further; default a fresh in-memory one,
+    without DuckDB's progress bar).
+    ``engine="polars"`` runs the same aggregation as a Polars lazy query on its
+    streaming engine. Both return the counts :func:`group_confusion_counts` gives for
+    the same rows in memory (to the rounding of float64 sums).
+
+    Bad data raises ``ValueError`` naming the argument and the column: a missing column,
+    a label or prediction other than 0 or 1 (NULL, NaN), a NULL, negative or fractional
+    group code, a negative, NaN, infinite or NULL weight, no rows at all; a column of
+    strings is a ``TypeError``.
+
+    >>> import tempfile, pyarrow as pa, pyarrow.parquet as pq
+    >>> folder = tempfile.mkdtemp()
+    >>> pq.write_table(pa.table({"y": [1, 0, 1], "p": [1, 1, 0], "g": [0, 0, 1]}), f"{folder}/a.parquet")
+    >>> pq.write_table(pa.table({"y": [1, 1], "p": [1, 1], "g": [1, 2]}), f"{folder}/b.parquet")
+    >>> parquet_confusion_counts(f"{folder}/*.parquet", label="y", prediction="p", group="g").rows
+    tensor([2, 2, 1])
+    """
+    paths = _parquet_paths(path_or_glob)
+    columns = {name: _check_column_name(value, name)
+               for name, value in (("label", label), ("prediction", prediction), ("group", group))}
+    if weight is not None:
+        columns["weight"] = _check_column_name(weight, "weight")
+    if not isinstance(engine, str) or engine not in _ENGINES:
+        raise ValueError(f"engine: expected one of {list(_ENGINES)}, got {describe(engine)}")
+    if engine == "polars":
+        if connection is not None:
+            raise ValueError(f"connection: a DuckDB connection is for engine='duckdb', got one with engine='polars' "
+                             f"({describe(connection)})")
+        result, source = _polars_result(paths, columns)
+    else:
+        result, source = _duckdb_result(paths, columns, connection)
+    is_mask = str(result.schema.field("group_code").type) == "bool"  # a column of booleans, as a mask in memory
+    return _counts_from_result(result, columns, is_mask=is_mask, source=source)
+
+
+def audit_parquet(
+    path_or_glob: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    label: str,
+    prediction: str,
+    group: str,
+    privileged: Codes,
+    unprivileged: Codes = None,
+    weight: str | None = None,
+    group_names: Sequence[Any] | Mapping[int, Any] | None = None,
+    engine: str = "duckdb",
+    connection: Any = None,
+) -> FairnessReport:
+    """The :class:`FairnessReport` of a classifier's decisions stored as Parquet files, out of core.
+
+    :func:`parquet_confusion_counts` (one ``GROUP BY`` in DuckDB, or a Polars lazy
+    query), then :func:`fairness_report_from_counts`: the same report as
+    :func:`fairness_report` on the same rows in memory, for tables that do not fit
+    there. Arguments as in those two functions; ``privileged`` is required (a column of
+    booleans still names its privileged value, ``privileged=1`` for ``True``). The
+    query is :func:`audit_sql`'s, which runs unchanged on Spark SQL or a warehouse
+    when the data live there.
+
+    >>> import tempfile, pyarrow as pa, pyarrow.parquet as pq
+    >>> path = f"{tempfile.mkdtemp()}/decisions.parquet"
+    >>> pq.write_table(pa.table({"repaid": [1, 0, 1, 1], "approved": [1, 1, 0, 1], "sex": [0, 0, 1, 1]}), path)
+    >>> report = audit_parquet(path, label="repaid", prediction="approved", group="sex", privileged=1)
+    >>> report.equal_opportunity_difference
+    0.5
+    """
+    counts = parquet_confusion_counts(path_or_glob, label=label, prediction=prediction, group=group,
+                                      weight=weight, engine=engine, connection=connection)
+    return _report_from_counts(counts, privileged, unprivileged, group_names, where=f" of column {group!r}")
 
 
 # --------------------------------------------------------------------------- pre-processing

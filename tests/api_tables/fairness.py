@@ -1,12 +1,22 @@
 """trustml_lab.fairness: group metrics, the report and its gate, reweighing, the penalty, the
-adversarial debiaser and group thresholds.
+adversarial debiaser, group thresholds, and the audits at scale (confusion counts, their
+report, the SQL, the Parquet audits on DuckDB and Polars).
 
 Small tables (a few dozen rows), so the whole table runs in seconds. Several valid calls
 use a group code of 50,000,000: the kernels re-index codes, so they must answer within
-the timeout without allocating by the largest code.
+the timeout without allocating by the largest code. The Parquet calls read small files
+written once per process to a temporary folder (removed at exit).
 """
 
+import atexit
+import shutil
+import tempfile
+from functools import cache
+from pathlib import Path
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from api_tables import Bad
@@ -60,6 +70,62 @@ def _scores():
     return weights / 2, y_true, group
 
 
+def _counts():
+    y_true, y_pred, group, weights = _table(big=True)
+    return fair.group_confusion_counts(y_true, y_pred, group, sample_weight=weights)
+
+
+def _raw_counts(**changes):
+    """The fields of a small ConfusionCounts (codes 0 and 3), with ``changes``."""
+    counts = torch.tensor([[[1.0, 2.0], [0.5, 3.0]], [[2.0, 0.0], [1.0, 1.0]]], dtype=torch.float64)
+    fields = {"codes": torch.tensor([0, 3]), "counts": counts, "rows": torch.tensor([4, 3])}
+    return (), {**fields, **changes}
+
+
+def _empty_counts():
+    nothing = torch.zeros(0, dtype=torch.long)
+    return fair.ConfusionCounts(nothing, torch.zeros(0, 2, 2), nothing)
+
+
+@cache
+def _parquet_folder() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="trustml-api-table-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    y_true, y_pred, group, weights = _table()
+    good = {"y": y_true.numpy().astype(np.int8), "p": y_pred.numpy().astype(bool), "g": group.numpy() * BIG,
+            "w": weights.numpy()}
+    for part in range(2):
+        pq.write_table(pa.table({k: v[part::2] for k, v in good.items()}), folder / f"part-{part}.parquet")
+    bad = {
+        "label_2": {**good, "y": np.where(good["y"] == 1, 2, 0)},
+        "null_prediction": {**good, "p": pa.array([None] + good["p"][1:].tolist())},
+        "nan_weight": {**good, "w": np.concatenate([[np.nan], good["w"][1:]])},
+        "negative_weight": {**good, "w": -good["w"]},
+        "string_group": {**good, "g": np.array(["a", "b"] * 12)},
+        "null_group": {**good, "g": pa.array([None] + good["g"][1:].tolist())},
+        "one_group": {**good, "g": np.zeros(24, dtype=np.int64)},
+        "empty": {k: v[:0] for k, v in good.items()},
+    }
+    for name, table in bad.items():
+        pq.write_table(pa.table(table), folder / f"bad-{name}.parquet")
+    return folder
+
+
+_COLUMNS = {"label": "y", "prediction": "p", "group": "g"}
+
+
+def _parquet(which="part-*", **changes):
+    def build():
+        return (str(_parquet_folder() / f"{which}.parquet"),), {**_COLUMNS, "privileged": BIG, **changes}
+    return build
+
+
+def _parquet_counts(which="part-*", **changes):
+    def build():
+        return (str(_parquet_folder() / f"{which}.parquet"),), {**_COLUMNS, **changes}
+    return build
+
+
 VALID = {
     "statistical_parity_difference": _metric(float_group=True),
     "disparate_impact": _metric(),
@@ -86,6 +152,15 @@ VALID = {
     "AdversarialDebiaser.predict_proba": lambda: ((_fitted(), _xyg()[0]), {}),
     "AdversarialDebiaser.predict": lambda: ((_fitted(), _xyg()[0].double()), {}),
     "AdversarialDebiaser.alpha_at": lambda: ((_fitted(), 2), {}),
+    "ConfusionCounts": lambda: _raw_counts(is_mask=False),
+    "ConfusionCounts.to_frame": lambda: ((_counts(),), {}),
+    "ConfusionCounts.from_frame": lambda: ((_counts().to_frame(),), {"is_mask": False}),
+    "group_confusion_counts": lambda: (_table(big=True)[:3], {"sample_weight": _table()[3]}),
+    "fairness_report_from_counts": lambda: ((_counts(),), {"privileged": BIG, "unprivileged": [0],
+                                                           "group_names": {0: "a", BIG: "b"}}),
+    "audit_sql": lambda: (("read_parquet('logs/*.parquet')",), {**_COLUMNS, "weight": "w"}),
+    "parquet_confusion_counts": _parquet_counts(weight="w", engine="polars"),
+    "audit_parquet": _parquet(weight="w", unprivileged=0, group_names={0: "a", BIG: "b"}, engine="duckdb"),
 }
 
 _Y, _P, _G, _W = _table()
@@ -184,11 +259,78 @@ BAD = [
     Bad("AdversarialDebiaser.alpha_at", lambda: ((_fitted(), 1.5), {}), "epoch", "a fractional epoch"),
 ]
 
+def _parquet_bad(which, arg, case_id, name="audit_parquet", match=None, **changes):
+    """Bad data for the Parquet audits, once on each engine; ``match``: what the message must also say."""
+    build = _parquet if name == "audit_parquet" else _parquet_counts
+    return [Bad(name, build(which, engine=engine, **changes), arg, f"{case_id} ({engine})", match=match)
+            for engine in ("duckdb", "polars")]
+
+
+BAD += [
+    *_parquet_bad("part-*", "label", "a missing label column", label="income", match="'income'"),
+    *_parquet_bad("part-*", "prediction", "a missing prediction column", prediction="approved", match="'approved'"),
+    *_parquet_bad("part-*", "group", "a missing group column", group="sex", match="'sex'"),
+    *_parquet_bad("part-*", "weight", "a missing weight column", weight="fnlwgt", match="'fnlwgt'"),
+    *_parquet_bad("bad-label_2", "label", "a label of 2", match="column 'y'"),
+    *_parquet_bad("bad-null_prediction", "prediction", "a NULL prediction", match="column 'p'"),
+    *_parquet_bad("bad-nan_weight", "weight", "a NaN weight", weight="w", match="column 'w'"),
+    *_parquet_bad("bad-negative_weight", "weight", "negative weights", weight="w", match="column 'w'"),
+    *_parquet_bad("bad-string_group", "group", "a group column of strings", match="'g'"),
+    *_parquet_bad("bad-null_group", "group", "a NULL group", name="parquet_confusion_counts", match="column 'g'"),
+    *_parquet_bad("bad-one_group", "group", "an unprivileged group with no rows", privileged=0, match="column 'g'"),
+    *_parquet_bad("part-*", "group", "a privileged group with no rows", privileged=7, match="column 'g'"),
+    *_parquet_bad("bad-empty", "path_or_glob", "an empty table", match="no(ne)? "),
+    *_parquet_bad("nothing-*", "path_or_glob", "a glob that matches no file"),
+    Bad("audit_parquet", lambda: (([],), {**_COLUMNS, "privileged": 1}), "path_or_glob", "an empty list of paths"),
+    Bad("audit_parquet", lambda: ((3,), {**_COLUMNS, "privileged": 1}), "path_or_glob", "a number as the path"),
+    Bad("audit_parquet", _parquet(engine="spark"), "engine", "an unknown engine"),
+    Bad("audit_parquet", _parquet(connection="duckdb"), "connection", "a string as the connection"),
+    Bad("parquet_confusion_counts", _parquet_counts(label=None), "label", "no label column"),
+    Bad("audit_sql", lambda: ((None,), _COLUMNS), "source", "no source"),
+    Bad("audit_sql", lambda: (("t",), {**_COLUMNS, "group": ""}), "group", "an empty column name"),
+    Bad("audit_sql", lambda: (("t",), {**_COLUMNS, "weight": 1.0}), "weight", "a number as the weight column"),
+    Bad("group_confusion_counts", lambda: ((None, _P, _G), {}), "y_true", "no labels"),
+    Bad("group_confusion_counts", lambda: ((_Y + 1, _P, _G), {}), "y_true", "labels outside {0, 1}"),
+    Bad("group_confusion_counts", lambda: ((_Y, _P, _G - 1), {}), "group", "a negative group code"),
+    Bad("group_confusion_counts", lambda: ((_Y, _P, _G), {"sample_weight": -_W}), "sample_weight",
+        "negative weights"),
+    Bad("group_confusion_counts", lambda: ((_Y[:0], _P[:0], _G[:0]), {}), "y_pred", "empty input"),
+    Bad("fairness_report_from_counts", lambda: ((fair.group_confusion(_Y, _P, _G),), {"privileged": 1}), "counts",
+        "a confusion tensor instead of ConfusionCounts"),
+    Bad("fairness_report_from_counts", lambda: ((_counts(),), {"privileged": 7}), "group",
+        "a privileged code with no rows"),
+    Bad("fairness_report_from_counts", lambda: ((_counts(),), {}), "privileged", "privileged missing for codes"),
+    Bad("fairness_report_from_counts", lambda: ((_empty_counts(),), {"privileged": 1}), "counts", "empty counts"),
+    Bad("ConfusionCounts", lambda: _raw_counts(codes=torch.tensor([3, 0])), "codes", "codes out of order"),
+    Bad("ConfusionCounts", lambda: _raw_counts(codes=torch.tensor([0.0, 3.0])), "codes", "float codes"),
+    Bad("ConfusionCounts", lambda: _raw_counts(codes=torch.tensor([-1, 3])), "codes", "a negative code"),
+    Bad("ConfusionCounts", lambda: _raw_counts(counts=torch.ones(2, 4, dtype=torch.float64)), "counts",
+        "counts of shape (G, 4)"),
+    Bad("ConfusionCounts", lambda: _raw_counts(counts=-torch.ones(2, 2, 2)), "counts", "negative counts"),
+    Bad("ConfusionCounts", lambda: _raw_counts(rows=torch.tensor([4, 0])), "rows", "a listed code with no rows"),
+    Bad("ConfusionCounts", lambda: _raw_counts(rows=torch.tensor([4.0, 3.0])), "rows", "float row counts"),
+    Bad("ConfusionCounts", lambda: _raw_counts(rows=torch.tensor([4])), "rows", "one row count for two codes"),
+    Bad("ConfusionCounts", lambda: _raw_counts(is_mask="yes"), "is_mask", "a string for is_mask"),
+    Bad("ConfusionCounts.from_frame", lambda: (({"group_code": [0]},), {}), "frame", "a dict, not a table"),
+    Bad("ConfusionCounts.from_frame", lambda: ((_counts().to_frame().drop(columns="tp"),), {}), "frame",
+        "a table without the tp column"),
+    Bad("ConfusionCounts.from_frame", lambda: ((_counts().to_frame().assign(invalid_label=[0, 2]),), {}), "frame",
+        "a result that reports invalid labels", match="invalid_label"),
+]
+
 EXEMPT = {
     "FairnessReport": "a frozen record, built by fairness_report (its methods have rows here)",
     "METRICS": "a constant: the report's metric names and their short names",
+    "COUNT_COLUMNS": "a constant: the columns of audit_sql's result and of ConfusionCounts.to_frame",
 }
 
-CONVENTION_EXCEPTIONS = {}
+_COLUMN_NAMES = ("label, prediction and weight name the columns of a table, the names of Spark ML's labelCol and "
+                 "predictionCol and of aif360's label_names and instance_weights_name (the issue's API), not the class "
+                 "to explain or attack (target)")
+CONVENTION_EXCEPTIONS = {
+    "audit_parquet[convention: names]": _COLUMN_NAMES,
+    "parquet_confusion_counts[convention: names]": _COLUMN_NAMES,
+    "audit_sql[convention: names]": _COLUMN_NAMES,
+}
 
 KNOWN_FAILURES = set()
