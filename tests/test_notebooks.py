@@ -131,3 +131,13 @@ def test_make_notebooks_check_mode_runs():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_student_notebooks.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_readme_chapter_table_lists_every_notebook_with_its_run_time():
+    """README's chapter table is the course's table of contents: one row per notebook of
+    solutions/, each with a measured run time, and no row for a notebook that does not exist."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\d\d_[a-z_]+/[a-z0-9_]+\.ipynb)` \|.*\| *(\d+ s) *\|$", readme, re.M))
+    notebooks = {str(p.relative_to(ROOT / "solutions")) for p in SOLUTIONS}
+    assert not notebooks - set(rows), f"notebooks missing from README's chapter table: {sorted(notebooks - set(rows))}"
+    assert not set(rows) - notebooks, f"README lists notebooks that do not exist: {sorted(set(rows) - notebooks)}"
