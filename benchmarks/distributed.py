@@ -6,8 +6,9 @@ global batch; the speedup is the throughput ratio of 2 processes to 1. The ranks
 forked from the benchmark's process (``torch.multiprocessing``, so they inherit its
 imports) and join with ``trustml_lab.distributed.process_group`` as under torchrun; the
 timing includes the fork and the joining (a fraction of a second), not an interpreter
-start. Both sides end with the same weights, which ``check`` compares (to float rounding:
-the all-reduce sums in another order).
+start. Both sides end with the same weights, which ``check`` compares: to float rounding
+for DP-SGD (the all-reduce sums in another order), to a few ``lr`` for Adam (see
+``ADAM_TOLERANCE``).
 
 - DP-SGD: :func:`trustml_lab.distributed.dp_fit` vs :func:`trustml_lab.privacy.dp_fit` on
   Adult's MLP (notebook 4.2's recipe, per-example gradients), batches of 512 expected;
@@ -39,6 +40,10 @@ from trustml_lab.models import MLP, load_weights, save_weights
 from ._harness import Case
 
 SEED = 0
+#: Adam divides by the root of its second moment, so the all-reduce's rounding, on a weight
+#: whose gradient is near 0, can move it by up to ``lr`` (1e-3) in a step: weights agree to
+#: a few ``lr``, not to float rounding, after many steps.
+ADAM_TOLERANCE = 5e-3
 
 
 def _free_port() -> int:
@@ -74,10 +79,12 @@ def _one_process(train) -> dict[str, torch.Tensor]:
         torch.set_num_threads(threads)
 
 
-def _same_weights(ours: dict, reference: dict) -> None:
-    gap = max(float((ours[k] - reference[k]).abs().max()) for k in reference)
-    if gap > 1e-4:
-        raise AssertionError(f"2 processes and 1 trained different weights: largest gap {gap:.2e}")
+def _same_weights(tol: float):
+    def check(ours: dict, reference: dict) -> None:
+        gap = max(float((ours[k] - reference[k]).abs().max()) for k in reference)
+        if gap > tol:
+            raise AssertionError(f"2 processes and 1 trained different weights: largest gap {gap:.2e} > {tol:g}")
+    return check
 
 
 def _dp_case(smoke: bool) -> Case:
@@ -109,7 +116,7 @@ def _dp_case(smoke: bool) -> Case:
                 ours=lambda: _two_processes(train(distributed.dp_fit), new_model),
                 reference=lambda: _one_process(train(privacy.dp_fit)),
                 reference_name="privacy.dp_fit, 1 process", target="about 1.6-1.9x on 2 free cores (no target)",
-                check=_same_weights, repeats=1 if smoke else 3)
+                check=_same_weights(1e-4), repeats=1 if smoke else 3)
 
 
 def _adversarial_case(smoke: bool) -> Case:
@@ -136,7 +143,7 @@ def _adversarial_case(smoke: bool) -> Case:
                 ours=lambda: _two_processes(train(distributed.fit_adversarial), new_model),
                 reference=lambda: _one_process(train(robustness.fit_adversarial)),
                 reference_name="robustness.fit_adversarial, 1 process",
-                target="about 1.6-1.9x on 2 free cores (no target)", check=_same_weights,
+                target="about 1.6-1.9x on 2 free cores (no target)", check=_same_weights(ADAM_TOLERANCE),
                 repeats=1 if smoke else 3)
 
 
