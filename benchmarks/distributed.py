@@ -64,6 +64,8 @@ def _rank(rank: int, port: int, train, out: str) -> None:
 
 def _two_processes(train, new_model) -> dict[str, torch.Tensor]:
     """``train(shard) -> model`` on 2 forked ranks; rank 0's trained weights."""
+    import opacus.accountants  # noqa: F401 - imported once here, for both ranks to inherit
+    import torch.func  # noqa: F401
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "model.safetensors")
         mp.start_processes(_rank, args=(_free_port(), train, out), nprocs=2, join=True, start_method="fork")
