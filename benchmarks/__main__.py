@@ -1,6 +1,6 @@
 """Run the benchmark cases of the named chapters (default: all) and update RESULTS.md.
 
-Usage: ``python -m benchmarks [getting_started fairness robustness interpret privacy]``.
+Usage: ``python -m benchmarks [getting_started fairness robustness interpret privacy distributed]``.
 Each chapter's section of ``benchmarks/RESULTS.md`` is replaced by the new run; the
 other sections stay. Exit code 1 if a case misses its target or its values disagree.
 """
@@ -18,7 +18,7 @@ import trustml_lab
 
 from ._harness import Result, machine_description, run_case
 
-CHAPTERS = ("getting_started", "fairness", "robustness", "interpret", "privacy")
+CHAPTERS = ("getting_started", "fairness", "robustness", "interpret", "privacy", "distributed")
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 

@@ -653,6 +653,25 @@ def _adversarial_batch(model, x, y, *, method: str, eps: float, alpha: float, st
                 restarts=1, targeted=False, clamp=clamp, generator=generator)[0]
 
 
+def _adversarial_knobs(method: Any, *, eps: Any, epochs: Any, batch_size: Any, lr: Any, alpha: Any, steps: Any,
+                       clamp: Any, progress: Any) -> tuple:
+    """:func:`fit_adversarial`'s knobs checked, ``alpha`` defaulted: shared with
+    :func:`trustml_lab.distributed.fit_adversarial`."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {describe(method)}")
+    eps = check_positive(eps, "eps", strict=False)
+    epochs = check_int(epochs, "epochs")
+    batch_size = check_int(batch_size, "batch_size")
+    lr = check_positive(lr, "lr")
+    steps = check_int(steps, "steps")
+    if alpha is None:
+        alpha = 1.25 * eps if method == "fgsm_rs" else 2.5 * eps / steps
+    alpha = check_positive(alpha, "alpha", strict=False)
+    if method != "fgsm" and alpha == 0 and eps > 0:
+        raise ValueError(f"alpha: expected a step size > 0 for method={method!r}, got {alpha}")
+    return eps, epochs, batch_size, lr, alpha, steps, _check_clamp(clamp), _flag(progress, "progress")
+
+
 def fit_adversarial(
     model: nn.Module,
     x: torch.Tensor,
@@ -689,21 +708,10 @@ def fit_adversarial(
     >>> len(losses), losses[-1] < losses[0], model.training
     (5, True, True)
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method: expected one of {METHODS}, got {describe(method)}")
-    eps = check_positive(eps, "eps", strict=False)
-    epochs = check_int(epochs, "epochs")
-    batch_size = check_int(batch_size, "batch_size")
-    lr = check_positive(lr, "lr")
-    steps = check_int(steps, "steps")
-    if alpha is None:
-        alpha = 1.25 * eps if method == "fgsm_rs" else 2.5 * eps / steps
-    alpha = check_positive(alpha, "alpha", strict=False)
-    if method != "fgsm" and alpha == 0 and eps > 0:
-        raise ValueError(f"alpha: expected a step size > 0 for method={method!r}, got {alpha}")
+    eps, epochs, batch_size, lr, alpha, steps, clamp, progress = _adversarial_knobs(
+        method, eps=eps, epochs=epochs, batch_size=batch_size, lr=lr, alpha=alpha, steps=steps, clamp=clamp,
+        progress=progress)
     generator = check_generator(generator)
-    clamp = _check_clamp(clamp)
-    progress = _flag(progress, "progress")
     with eval_mode(check_model(model)):
         x, y = _inputs(model, x, y, clamp)
 
