@@ -766,7 +766,7 @@ def bootstrap_metrics(y_true: Any, y_pred: Any, groups: Mapping[str, Any], *, n_
 
     Draws the resampled row indices once, ``torch.randint(n, (n_bootstrap, n),
     generator=generator)``, and turns them into a count matrix :math:`W` (``W[b, i]``: how
-    often row ``i`` is in resample ``b``). A resample's per-group confusion table is then
+    often row ``i`` is in resample ``b``, a ``scatter_add`` of ones). A resample's per-group confusion table is then
     :func:`trustml_lab.fairness.group_confusion` with ``sample_weight=W[b]`` (a weighted
     ``bincount`` of ``4 g + 2 y + \hat y``), so all of them at once are one matrix product
     :math:`W\,E` with the rows' one-hot cells :math:`E` (``n`` x 8): no Python loop over
@@ -812,10 +812,9 @@ def bootstrap_metrics(y_true: Any, y_pred: Any, groups: Mapping[str, Any], *, n_
     cells = torch.cat([_one_hot(4 * code + 2 * y_true + y_pred, 8) for code in codes.values()]
                       + [correct[:, None]], dim=1).to(dtype)
     counted = []
+    ones = torch.ones((), dtype=dtype, device=device)
     for chunk in index.split(internal_batch_size):
-        b = len(chunk)
-        offset = n * torch.arange(b, device=device)[:, None]
-        weights = torch.bincount((chunk + offset).flatten(), minlength=b * n).reshape(b, n).to(dtype)
+        weights = torch.zeros(chunk.shape, dtype=dtype, device=device).scatter_add_(1, chunk, ones.expand(chunk.shape))
         counted.append(weights @ cells)
     counted = torch.cat(counted).double()
     sample = {"accuracy": {"accuracy": (correct.mean(), counted[:, -1] / n)}}
