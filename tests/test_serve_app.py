@@ -1,0 +1,272 @@
+"""trustml_lab.serve.app through httpx's ASGI transport: decisions, explanations, validation, rollback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import httpx
+import pytest
+import torch
+
+from tests import _serve_standin as standin
+from trustml_lab.serve import Monitor
+from trustml_lab.serve.app import create_app, request_model
+
+
+class Client:
+    """A synchronous face on ``httpx.AsyncClient(transport=ASGITransport(app))``: one event loop per test."""
+
+    def __init__(self, app):
+        self.loop = asyncio.new_event_loop()
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service")
+
+    def __getattr__(self, method):
+        call = getattr(self.client, method)
+        return lambda *args, **kwargs: self.loop.run_until_complete(call(*args, **kwargs))
+
+    def close(self):
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return standin.german()
+
+
+@pytest.fixture
+def service(tmp_path, frame):
+    """v1 then v2 (the biased one) promoted: v2 is live; rollback checks every 50 decisions."""
+    registry, schema = standin.build_registry(tmp_path, frame=frame)
+    monitor = Monitor(frame[[s.name for s in schema.fields]].iloc[:700], group="sex", window=200, min_window=150)
+    app = create_app(registry, reference=frame.iloc[:700], monitor=monitor, check_every=50, load=standin.load)
+    client = Client(app)
+    yield client, registry, schema
+    client.close()
+    registry.close()
+
+
+def applicant(frame, i=0, **change):
+    names = ["duration_months", "credit_amount", "age", "purpose", "housing", "sex"]
+    row = frame.iloc[i]
+    record = {n: (float(row[n]) if n in standin.NUMERIC else str(row[n])) for n in names}
+    return {**record, **change}
+
+
+def expected_score(registry, schema, version, record):
+    bundle = standin.load(registry.get(version))
+    with torch.no_grad():
+        return float(torch.softmax(bundle.model(schema.encode([record])), dim=1)[0, 1])
+
+
+def test_predict_decides_and_logs_every_decision(service, frame):
+    client, registry, schema = service
+    body = applicant(frame, 3)
+    answer = client.post("/predict", json=body)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert data["version"] == "v2"
+    assert data["score"] == pytest.approx(expected_score(registry, schema, "v2", body), abs=1e-6)
+    assert data["decision"] == int(data["score"] >= 0.5) and data["approved"] == bool(data["decision"])
+    (logged,) = registry.decisions()
+    assert (logged.request_id, logged.version, logged.decision) == (data["request_id"], "v2", data["decision"])
+    assert logged.inputs == body and logged.score == pytest.approx(data["score"])
+    assert logged.time.endswith("+00:00")
+
+
+@pytest.fixture
+def v1_service(tmp_path, frame):
+    """v1 alone (scores duration and amount only)."""
+    registry, schema = standin.build_registry(tmp_path, frame=frame, versions=("v1",))
+    client = Client(create_app(registry, reference=frame.iloc[:700], load=standin.load))
+    yield client, registry, schema
+    client.close()
+    registry.close()
+
+
+def test_explain_values_add_up_and_a_denial_gets_a_counterfactual(v1_service, frame):
+    client, registry, schema = v1_service
+    denied = applicant(frame, 0, duration_months=48.0, credit_amount=9000.0)
+    data = client.post("/explain", json=denied).json()
+    assert data["decision"] == 0 and not data["approved"] and data["version"] == "v1"
+    assert data["score"] == pytest.approx(expected_score(registry, schema, "v1", denied), abs=1e-6)
+    assert set(data["shap"]) == {s.name for s in schema.fields}
+    assert sum(data["shap"].values()) == pytest.approx(data["score"] - data["base_value"], abs=1e-6)
+    assert data["method"] == "exact Shapley values"  # six fields: all 64 coalitions
+    for name in ("age", "purpose", "housing", "sex"):  # v1 reads duration and amount only: the others get 0
+        assert data["shap"][name] == pytest.approx(0.0, abs=1e-9)
+    assert data["shap"]["duration_months"] < data["shap"]["credit_amount"] < 0
+    assert [c["field"] for c in data["contributions"]][:2] == ["duration_months", "credit_amount"]
+    cf = data["counterfactual"]
+    assert cf["found"] and cf["score"] >= 0.5
+    assert {"sex", "age", "purpose", "housing"} <= set(cf["immutable"])
+    changed = {c["field"] for c in cf["changes"]}
+    assert changed and changed <= {"duration_months", "credit_amount"}
+    for c in cf["changes"]:
+        assert c["required"] < c["current"]  # shorter or smaller loans raise this model's score
+    flipped = {**denied, **{c["field"]: c["required"] for c in cf["changes"]}}
+    assert client.post("/predict", json=flipped).json()["decision"] == 1
+    assert expected_score(registry, schema, "v1", flipped) == pytest.approx(cf["score"], abs=1e-6)
+    assert any(r.startswith("duration_months = 48 lowered the score") for r in data["reasons"])
+    assert any("would have changed the decision" in r for r in data["reasons"])
+    assert registry.count_decisions() == 1  # the explanation logged nothing; /predict logged one
+
+
+def test_a_denial_only_a_protected_field_explains_has_no_counterfactual(service, frame):
+    client, _, _ = service  # v2 adds -6 to a woman's logit: no allowed change of duration or amount undoes it
+    data = client.post("/explain", json=applicant(frame, 0, sex="female")).json()
+    assert data["decision"] == 0 and data["contributions"][0]["field"] == "sex"
+    assert data["counterfactual"]["found"] is False and data["counterfactual"]["changes"] == []
+    assert data["reasons"][0].startswith("sex = female lowered the score")
+
+
+def test_an_approval_has_no_counterfactual(service, frame):
+    client, _, _ = service
+    approved = applicant(frame, 0, sex="male", duration_months=6.0, credit_amount=1000.0)
+    data = client.post("/explain", json=approved).json()
+    assert data["approved"] and data["counterfactual"] is None and data["reasons"] == []
+
+
+BAD_BODIES = [
+    ("duration_months", {"duration_months": None}, "missing"),
+    ("purpose", {"purpose": "space travel"}, "unknown category"),
+    ("age", {"age": "forty"}, "a string for a number"),
+    ("age", {"age": True}, "a boolean for a number"),
+    ("credit_amount", {"credit_amount": 1e9}, "above the maximum"),
+    ("duration_months", {"duration_months": -3}, "below the minimum"),
+    ("sex", {"sex": 1}, "a number for a category"),
+    ("favourite_colour", {"favourite_colour": "blue"}, "an unknown field"),
+]
+
+
+@pytest.mark.parametrize(("field", "change", "what"), BAD_BODIES, ids=[b[2] for b in BAD_BODIES])
+def test_a_bad_field_is_a_422_naming_it_and_nothing_is_logged(service, frame, field, change, what):
+    client, registry, _ = service
+    body = {k: v for k, v in {**applicant(frame, 1), **change}.items() if v is not None}
+    for path in ("/predict", "/explain"):
+        answer = client.post(path, json=body)
+        assert answer.status_code == 422, (what, answer.text)
+        data = answer.json()
+        assert data["message"].startswith(f"{field}:"), data
+        assert [field] == data["detail"][0]["loc"][-1:], data
+    assert registry.count_decisions() == 0
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_are_refused(service, frame, literal):
+    client, registry, _ = service
+    text = json.dumps({**applicant(frame, 1), "age": "X"}).replace('"X"', literal)
+    answer = client.post("/predict", content=text, headers={"content-type": "application/json"})
+    assert answer.status_code == 422 and answer.json()["message"].startswith("age:"), answer.text
+    assert registry.count_decisions() == 0
+
+
+def test_openapi_has_an_example_for_each_post(service, frame):
+    client, _, schema = service
+    spec = client.get("/openapi.json").json()
+    posts = [p for p, item in spec["paths"].items() if "post" in item]
+    assert sorted(posts) == ["/explain", "/predict"]
+    for path in posts:
+        content = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        (example,) = content["examples"].values()
+        assert set(example["value"]) == {s.name for s in schema.fields}
+        assert client.post(path, json=example["value"]).status_code == 200
+
+
+def test_model_card_in_markdown_or_html(service):
+    client, _, _ = service
+    markdown = client.get("/model-card")
+    assert markdown.status_code == 200 and markdown.headers["content-type"].startswith("text/markdown")
+    assert markdown.text.startswith("---\nlicense: mit") and "# Model card: v2" in markdown.text
+    page = client.get("/model-card", headers={"accept": "text/html,application/xhtml+xml;q=0.9"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<h1>Model card: v2</h1>" in page.text and "<table>" in page.text and "license: mit" not in page.text
+    plain = client.get("/model-card", headers={"accept": "text/markdown, text/html;q=0.5"})
+    assert plain.headers["content-type"].startswith("text/markdown")
+
+
+def test_metrics_report_the_live_versions_window(service, frame):
+    client, registry, _ = service
+    for i in range(20):
+        assert client.post("/predict", json=applicant(frame, 700 + i)).status_code == 200
+    data = client.get("/metrics").json()
+    assert data["live"] == "v2" and data["decisions"] == 20
+    assert data["window"]["rows"] == 20 and not data["window"]["judged"]  # below min_window: no alert yet
+    assert {g["group"] for g in data["window"]["groups"]} == {"female", "male"}
+    json.dumps(data, allow_nan=False)
+
+
+def test_fairness_alert_rolls_back_to_v1_end_to_end(service, frame):
+    client, registry, _ = service
+    answers = [client.post("/predict", json=applicant(frame, 700 + i)).json() for i in range(260)]
+    served = [a["version"] for a in answers]
+    switch = served.index("v1")  # v2 approves men only: the check after 150+ decisions rolls it back
+    assert 150 <= switch <= 250 and set(served[:switch]) == {"v2"} and set(served[switch:]) == {"v1"}
+    v2 = registry.get("v2")
+    assert v2.status == "unhealthy" and "selection_ratio female vs male" in v2.reason
+    assert registry.live().version == "v1"
+    log = registry.decisions()
+    assert [d.version for d in log] == served and [d.request_id for d in log] == [a["request_id"] for a in answers]
+    events = [(e.version, e.event) for e in registry.history()]
+    assert events[-2:] == [("v2", "unhealthy"), ("v1", "rollback")]
+    metrics = client.get("/metrics").json()
+    assert metrics["live"] == "v1" and metrics["last_check"]["live"] == "v1"
+    assert {v["version"]: v["status"] for v in metrics["versions"]} == {"v1": "healthy", "v2": "unhealthy"}
+    assert client.get("/model-card").text.count("Model card: v1") == 1
+
+
+def test_a_tampered_live_version_is_not_served(tmp_path, frame):
+    registry, _ = standin.build_registry(tmp_path, frame=frame)
+    (tmp_path / "v2" / "weights.safetensors").write_bytes(b"tampered")
+    client = Client(create_app(registry, reference=frame.iloc[:700], load=standin.load))
+    try:
+        assert client.post("/predict", json=applicant(frame)).json()["version"] == "v1"
+        assert "artefact check failed" in registry.get("v2").reason
+    finally:
+        client.close()
+        registry.close()
+
+
+def test_no_healthy_version_is_a_503(service, frame):
+    client, registry, _ = service
+    registry.mark_unhealthy("v1", "retired")
+    with pytest.raises(Exception, match="no version is live"):
+        registry.mark_unhealthy("v2", "retired too")
+    for i in range(50):  # the next check finds nothing live
+        answer = client.post("/predict", json=applicant(frame, i))
+        if answer.status_code != 200:
+            break
+    assert answer.status_code == 503 and "no version is live" in answer.json()["message"]
+
+
+def test_dashboard_is_offline_html_with_plots(service, frame):
+    client, _, _ = service
+    for i in range(60):
+        client.post("/predict", json=applicant(frame, 700 + i))
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text.count("<img class='plot'") == 2 and page.text.count("data:image/svg+xml;base64,") == 2
+    assert "http://" not in page.text.replace("http://www.w3.org", "") and "<script" not in page.text
+
+
+def test_request_model_refuses_a_schema_without_fields():
+    with pytest.raises(TypeError, match="^schema:"):
+        request_model(None)
+    with pytest.raises(ValueError, match="^schema:"):
+        request_model(standin.StandInSchema((), (), ()))
+
+
+def test_create_app_checks_its_arguments(tmp_path, frame):
+    registry, _ = standin.build_registry(tmp_path, frame=frame, versions=("v1",))
+    try:
+        with pytest.raises(TypeError, match="^registry:"):
+            create_app(None, reference=frame)
+        with pytest.raises(TypeError, match="^reference:"):
+            create_app(registry, reference=frame.to_dict("records"))
+        for name, value in [("check_every", 0), ("threshold", math.nan), ("explain_samples", 1)]:
+            with pytest.raises(ValueError, match=f"^{name}:"):
+                create_app(registry, reference=frame, load=standin.load, **{name: value})
+    finally:
+        registry.close()
