@@ -63,6 +63,7 @@ TypeError: reference: expected a pandas DataFrame of raw model inputs (the train
 import base64
 import html
 import io
+import json
 import math
 import threading
 import uuid
@@ -77,6 +78,7 @@ from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.exceptions import HTTPException
 
 from .._validation import check_in_range, check_int, describe
 from ..interpret import MAX_EXACT_FEATURES, counterfactual, kernel_shap, shapley_values
@@ -432,6 +434,8 @@ def _default_loader(record: VersionRecord) -> Any:
 
 def _json_depth_ok(body: bytes, limit: int) -> bool:
     """Whether ``body`` nests brackets at most ``limit`` deep (strings skipped), without parsing it."""
+    if body.count(b"[") + body.count(b"{") <= limit:  # the common case: cannot be deeper than the brackets
+        return True
     depth, in_string, escaped = 0, False, False
     for byte in body:
         if in_string:
@@ -450,6 +454,58 @@ def _json_depth_ok(body: bytes, limit: int) -> bool:
         elif byte in (0x5D, 0x7D):
             depth -= 1
     return True
+
+
+async def _reply(send: Callable[..., Any], status: int, message: str, error_type: str) -> None:
+    body = json.dumps({"detail": [{"loc": ["body"], "msg": message, "type": error_type}],
+                       "message": f"body: {message}"}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyGuard:
+    """ASGI middleware: a POST body over :data:`MAX_BODY_BYTES` gets a 413, JSON nested deeper than
+    :data:`MAX_JSON_DEPTH` a 422, before anything parses it (Python's json recursion would fail)."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await _reply(send, 413, f"larger than {MAX_BODY_BYTES} bytes", "too_large")
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                await _reply(send, 413, f"larger than {MAX_BODY_BYTES} bytes", "too_large")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if not _json_depth_ok(body, MAX_JSON_DEPTH):
+            await _reply(send, 422, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "json_depth")
+            return
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def _error_message(errors: Sequence[Mapping[str, Any]]) -> str:
@@ -520,6 +576,7 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
         monitor = Monitor(reference[names], group=group)
     state.monitor = monitor
     state.check_every = check_every
+    _warm_up(served, monitor)
 
     Application = request_model(served.schema, example=served.example)
     examples = {"applicant": {"summary": "an applicant from the reference data", "value": served.example}}
@@ -530,27 +587,18 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
                               "model (trustml_lab.serve.app).", version="1")
     app.state.service = state
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # noqa: ANN001, ANN202
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-                return JSONResponse({"detail": [], "message": f"body: larger than {MAX_BODY_BYTES} bytes"},
-                                    status_code=413)
-            body = await request.body()
-            if len(body) > MAX_BODY_BYTES:
-                return JSONResponse({"detail": [], "message": f"body: larger than {MAX_BODY_BYTES} bytes"},
-                                    status_code=413)
-            if not _json_depth_ok(body, MAX_JSON_DEPTH):
-                return JSONResponse({"detail": [{"loc": ["body"], "msg": "nested too deeply", "type": "json_depth"}],
-                                     "message": f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels"},
-                                    status_code=422)
-        return await call_next(request)
+    app.add_middleware(_BodyGuard)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         errors = _safe_errors(err.errors())
         return JSONResponse({"detail": errors, "message": _error_message(errors)}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        where = "body: " if err.status_code == 400 else ""
+        return JSONResponse({"detail": err.detail, "message": f"{where}{err.detail}"}, status_code=err.status_code,
+                            headers=getattr(err, "headers", None))
 
     @app.exception_handler(NoHealthyVersionError)
     async def no_version(request: Request, err: NoHealthyVersionError) -> JSONResponse:
@@ -594,6 +642,16 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
         return {"status": "ok", "version": current.version, "decisions": registry.count_decisions()}
 
     return app
+
+
+def _warm_up(served: ServedModel, monitor: Monitor) -> None:
+    """Run each path once before the first request: SciPy's lazy imports and torch's first autograd
+    call take seconds, and would otherwise land on one unlucky request."""
+    try:
+        monitor.evaluate([{"inputs": served.example, "decision": 0}] * 2)
+    except ValueError:  # a monitor that watches fields the schema lacks: found at the first check instead
+        pass
+    served.explain(served.example)
 
 
 class _State:
