@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 import torch
 
-from tests import _serve_standin as standin
+from tests import _serve_bundles as bundles
+from trustml_lab.report import load_bundle
 from trustml_lab.serve import Monitor
 from trustml_lab.serve.app import create_app, request_model
 
@@ -32,43 +35,65 @@ class Client:
 
 
 @pytest.fixture(scope="module")
-def frame():
-    return standin.german()
+def reference():
+    return bundles.reference(5000)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """The bundles of v1 and v2, saved once for the tests that do not alter them."""
+    root = tmp_path_factory.mktemp("bundles")
+    bundles.save_versions(root)
+    return root
 
 
 @pytest.fixture
-def service(tmp_path, frame):
-    """v1 then v2 (the biased one) promoted: v2 is live; rollback checks every 50 decisions."""
-    registry, schema = standin.build_registry(tmp_path, frame=frame)
-    monitor = Monitor(frame[[s.name for s in schema.fields]].iloc[:700], group="sex", window=200, min_window=150)
-    app = create_app(registry, reference=frame.iloc[:700], monitor=monitor, check_every=50, load=standin.load)
+def service(tmp_path, reference, saved):
+    """v1 (the shipped model) then v2 (approves husbands only) promoted: v2 is live; checks every 50 decisions."""
+    registry = bundles.build_registry(tmp_path, bundles=saved)
+    monitor = Monitor(reference, group="sex", window=200, min_window=150)
+    app = create_app(registry, reference=reference, monitor=monitor, check_every=50, immutable=("age",))
     client = Client(app)
-    yield client, registry, schema
+    yield client, registry, bundles.shipped().schema
     client.close()
     registry.close()
 
 
-def applicant(frame, i=0, **change):
-    names = ["duration_months", "credit_amount", "age", "purpose", "housing", "sex"]
-    row = frame.iloc[i]
-    record = {n: (float(row[n]) if n in standin.NUMERIC else str(row[n])) for n in names}
-    return {**record, **change}
+@pytest.fixture
+def v1_service(tmp_path, reference, saved):
+    """v1 alone: the shipped credit model."""
+    registry = bundles.build_registry(tmp_path, versions=("v1",), bundles=saved)
+    client = Client(create_app(registry, reference=reference, immutable=("age",)))
+    yield client, registry, bundles.shipped().schema
+    client.close()
+    registry.close()
 
 
-def expected_score(registry, schema, version, record):
-    bundle = standin.load(registry.get(version))
+def applicant(i=0, **change):
+    return {**bundles.test_records(i, 1)[0], **change}
+
+
+#: The first row of Adult's training part (UCI's own example): denied by the shipped model.
+CLERK = {"age": 39.0, "workclass": "State-gov", "education_num": 13.0, "marital_status": "Never-married",
+         "occupation": "Adm-clerical", "relationship": "Not-in-family", "capital_gain": 2174.0, "capital_loss": 0.0,
+         "hours_per_week": 40.0, "native_country": "United-States", "sex": "Male", "race": "White"}
+
+
+def expected_score(registry, version, record):
+    bundle = load_bundle(registry.get(version).directory,
+                         sha256={Path(a.path).name: a.sha256 for a in registry.get(version).artefacts})
     with torch.no_grad():
-        return float(torch.softmax(bundle.model(schema.encode([record])), dim=1)[0, 1])
+        return float(torch.softmax(bundle.model(bundle.schema.encode([record])), dim=1)[0, 1])
 
 
-def test_predict_decides_and_logs_every_decision(service, frame):
+def test_predict_decides_and_logs_every_decision(service):
     client, registry, schema = service
-    body = applicant(frame, 3)
+    body = applicant(3)
     answer = client.post("/predict", json=body)
     assert answer.status_code == 200, answer.text
     data = answer.json()
     assert data["version"] == "v2"
-    assert data["score"] == pytest.approx(expected_score(registry, schema, "v2", body), abs=1e-6)
+    assert data["score"] == pytest.approx(expected_score(registry, "v2", body), abs=1e-6)
     assert data["decision"] == int(data["score"] >= 0.5) and data["approved"] == bool(data["decision"])
     (logged,) = registry.decisions()
     assert (logged.request_id, logged.version, logged.decision) == (data["request_id"], "v2", data["decision"])
@@ -76,75 +101,64 @@ def test_predict_decides_and_logs_every_decision(service, frame):
     assert logged.time.endswith("+00:00")
 
 
-@pytest.fixture
-def v1_service(tmp_path, frame):
-    """v1 alone (scores duration and amount only)."""
-    registry, schema = standin.build_registry(tmp_path, frame=frame, versions=("v1",))
-    client = Client(create_app(registry, reference=frame.iloc[:700], load=standin.load))
-    yield client, registry, schema
-    client.close()
-    registry.close()
-
-
-def test_explain_values_add_up_and_a_denial_gets_a_counterfactual(v1_service, frame):
+def test_explain_values_add_up_and_a_denial_gets_a_counterfactual(v1_service):
     client, registry, schema = v1_service
-    denied = applicant(frame, 0, duration_months=48.0, credit_amount=9000.0)
-    data = client.post("/explain", json=denied).json()
+    data = client.post("/explain", json=CLERK).json()
     assert data["decision"] == 0 and not data["approved"] and data["version"] == "v1"
-    assert data["score"] == pytest.approx(expected_score(registry, schema, "v1", denied), abs=1e-6)
-    assert set(data["shap"]) == {s.name for s in schema.fields}
+    assert data["score"] == pytest.approx(expected_score(registry, "v1", CLERK), abs=1e-6)
+    inputs = {s.name for s in schema.fields if not s.protected}
+    assert set(data["shap"]) == inputs  # sex and race are audited, never model inputs: no Shapley value
     assert sum(data["shap"].values()) == pytest.approx(data["score"] - data["base_value"], abs=1e-6)
-    assert data["method"] == "exact Shapley values"  # six fields: all 64 coalitions
-    for name in ("age", "purpose", "housing", "sex"):  # v1 reads duration and amount only: the others get 0
-        assert data["shap"][name] == pytest.approx(0.0, abs=1e-9)
-    assert data["shap"]["duration_months"] < data["shap"]["credit_amount"] < 0
-    assert [c["field"] for c in data["contributions"]][:2] == ["duration_months", "credit_amount"]
+    assert data["method"] == "exact Shapley values"  # ten inputs: all 1,024 coalitions
+    assert [c["field"] for c in data["contributions"]][0] == "marital_status"
     cf = data["counterfactual"]
     assert cf["found"] and cf["score"] >= 0.5
-    assert {"sex", "age", "purpose", "housing"} <= set(cf["immutable"])
+    assert {"sex", "race", "age", "marital_status", "occupation"} <= set(cf["immutable"])
     changed = {c["field"] for c in cf["changes"]}
-    assert changed and changed <= {"duration_months", "credit_amount"}
+    assert changed and changed <= {"education_num", "capital_gain", "capital_loss", "hours_per_week"}
     for c in cf["changes"]:
-        assert c["required"] < c["current"]  # shorter or smaller loans raise this model's score
-    flipped = {**denied, **{c["field"]: c["required"] for c in cf["changes"]}}
+        assert c["required"] == round(c["required"])  # integer fields get whole numbers
+    flipped = {**CLERK, **{c["field"]: c["required"] for c in cf["changes"]}}
     assert client.post("/predict", json=flipped).json()["decision"] == 1
-    assert expected_score(registry, schema, "v1", flipped) == pytest.approx(cf["score"], abs=1e-6)
-    assert any(r.startswith("duration_months = 48 lowered the score") for r in data["reasons"])
+    assert expected_score(registry, "v1", flipped) == pytest.approx(cf["score"], abs=1e-6)
+    assert data["reasons"][0].startswith("marital_status = Never-married lowered the score by")
     assert any("would have changed the decision" in r for r in data["reasons"])
     assert registry.count_decisions() == 1  # the explanation logged nothing; /predict logged one
 
 
-def test_a_denial_only_a_protected_field_explains_has_no_counterfactual(service, frame):
-    client, _, _ = service  # v2 adds -6 to a woman's logit: no allowed change of duration or amount undoes it
-    data = client.post("/explain", json=applicant(frame, 0, sex="female")).json()
-    assert data["decision"] == 0 and data["contributions"][0]["field"] == "sex"
+def test_a_denial_no_allowed_change_undoes_has_no_counterfactual(service):
+    client, _, _ = service  # v2 approves husbands only: no numeric field can make the clerk one
+    data = client.post("/explain", json=CLERK).json()
+    assert data["decision"] == 0 and data["contributions"][0]["field"] == "relationship"
     assert data["counterfactual"]["found"] is False and data["counterfactual"]["changes"] == []
-    assert data["reasons"][0].startswith("sex = female lowered the score")
+    assert data["reasons"][0].startswith("relationship = Not-in-family lowered the score")
 
 
-def test_an_approval_has_no_counterfactual(service, frame):
+def test_an_approval_has_no_counterfactual(service):
     client, _, _ = service
-    approved = applicant(frame, 0, sex="male", duration_months=6.0, credit_amount=1000.0)
-    data = client.post("/explain", json=approved).json()
+    data = client.post("/explain", json={**CLERK, "relationship": "Husband", "marital_status": "Married-civ-spouse"}
+                       ).json()
     assert data["approved"] and data["counterfactual"] is None and data["reasons"] == []
 
 
 BAD_BODIES = [
-    ("duration_months", {"duration_months": None}, "missing"),
-    ("purpose", {"purpose": "space travel"}, "unknown category"),
+    ("education_num", {"education_num": None}, "missing"),
+    ("sex", {"sex": None}, "a missing protected field"),
+    ("occupation", {"occupation": "Astronaut"}, "unknown category"),
     ("age", {"age": "forty"}, "a string for a number"),
-    ("age", {"age": True}, "a boolean for a number"),
-    ("credit_amount", {"credit_amount": 1e9}, "above the maximum"),
-    ("duration_months", {"duration_months": -3}, "below the minimum"),
-    ("sex", {"sex": 1}, "a number for a category"),
+    ("hours_per_week", {"hours_per_week": True}, "a boolean for a number"),
+    ("capital_loss", {"capital_loss": 1e9}, "above the maximum"),
+    ("age", {"age": 3}, "below the minimum"),
+    ("age", {"age": 39.5}, "a fraction for a whole number"),
+    ("race", {"race": 1}, "a number for a category"),
     ("favourite_colour", {"favourite_colour": "blue"}, "an unknown field"),
 ]
 
 
 @pytest.mark.parametrize(("field", "change", "what"), BAD_BODIES, ids=[b[2] for b in BAD_BODIES])
-def test_a_bad_field_is_a_422_naming_it_and_nothing_is_logged(service, frame, field, change, what):
+def test_a_bad_field_is_a_422_naming_it_and_nothing_is_logged(service, field, change, what):
     client, registry, _ = service
-    body = {k: v for k, v in {**applicant(frame, 1), **change}.items() if v is not None}
+    body = {k: v for k, v in {**applicant(1), **change}.items() if v is not None}
     for path in ("/predict", "/explain"):
         answer = client.post(path, json=body)
         assert answer.status_code == 422, (what, answer.text)
@@ -155,15 +169,15 @@ def test_a_bad_field_is_a_422_naming_it_and_nothing_is_logged(service, frame, fi
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
-def test_non_finite_numbers_are_refused(service, frame, literal):
+def test_non_finite_numbers_are_refused(service, literal):
     client, registry, _ = service
-    text = json.dumps({**applicant(frame, 1), "age": "X"}).replace('"X"', literal)
+    text = json.dumps({**applicant(1), "age": "X"}).replace('"X"', literal)
     answer = client.post("/predict", content=text, headers={"content-type": "application/json"})
     assert answer.status_code == 422 and answer.json()["message"].startswith("age:"), answer.text
     assert registry.count_decisions() == 0
 
 
-def test_openapi_has_an_example_for_each_post(service, frame):
+def test_openapi_has_an_example_for_each_post(service):
     client, _, schema = service
     spec = client.get("/openapi.json").json()
     posts = [p for p, item in spec["paths"].items() if "post" in item]
@@ -187,25 +201,25 @@ def test_model_card_in_markdown_or_html(service):
     assert plain.headers["content-type"].startswith("text/markdown")
 
 
-def test_metrics_report_the_live_versions_window(service, frame):
+def test_metrics_report_the_live_versions_window(service):
     client, registry, _ = service
-    for i in range(20):
-        assert client.post("/predict", json=applicant(frame, 700 + i)).status_code == 200
+    for body in bundles.test_records(0, 20):
+        assert client.post("/predict", json=body).status_code == 200
     data = client.get("/metrics").json()
     assert data["live"] == "v2" and data["decisions"] == 20
     assert data["window"]["rows"] == 20 and not data["window"]["judged"]  # below min_window: no alert yet
-    assert {g["group"] for g in data["window"]["groups"]} == {"female", "male"}
+    assert {g["group"] for g in data["window"]["groups"]} == {"Female", "Male"}
     json.dumps(data, allow_nan=False)
 
 
-def test_fairness_alert_rolls_back_to_v1_end_to_end(service, frame):
+def test_fairness_alert_rolls_back_to_v1_end_to_end(service):
     client, registry, _ = service
-    answers = [client.post("/predict", json=applicant(frame, 700 + i)).json() for i in range(260)]
+    answers = [client.post("/predict", json=body).json() for body in bundles.test_records(0, 260)]
     served = [a["version"] for a in answers]
-    switch = served.index("v1")  # v2 approves men only: the check after 150+ decisions rolls it back
+    switch = served.index("v1")  # v2 approves husbands only: the check after 150+ decisions rolls it back
     assert 150 <= switch <= 250 and set(served[:switch]) == {"v2"} and set(served[switch:]) == {"v1"}
     v2 = registry.get("v2")
-    assert v2.status == "unhealthy" and "selection_ratio female vs male" in v2.reason
+    assert v2.status == "unhealthy" and "selection_ratio Female vs Male" in v2.reason
     assert registry.live().version == "v1"
     log = registry.decisions()
     assert [d.version for d in log] == served and [d.request_id for d in log] == [a["request_id"] for a in answers]
@@ -217,34 +231,34 @@ def test_fairness_alert_rolls_back_to_v1_end_to_end(service, frame):
     assert client.get("/model-card").text.count("Model card: v1") == 1
 
 
-def test_a_tampered_live_version_is_not_served(tmp_path, frame):
-    registry, _ = standin.build_registry(tmp_path, frame=frame)
-    (tmp_path / "v2" / "weights.safetensors").write_bytes(b"tampered")
-    client = Client(create_app(registry, reference=frame.iloc[:700], load=standin.load))
+def test_a_tampered_live_version_is_not_served(tmp_path, reference):
+    registry = bundles.build_registry(tmp_path)
+    (tmp_path / "v2" / "model.safetensors").write_bytes(b"tampered")
+    client = Client(create_app(registry, reference=reference))
     try:
-        assert client.post("/predict", json=applicant(frame)).json()["version"] == "v1"
+        assert client.post("/predict", json=applicant()).json()["version"] == "v1"
         assert "artefact check failed" in registry.get("v2").reason
     finally:
         client.close()
         registry.close()
 
 
-def test_no_healthy_version_is_a_503(service, frame):
+def test_no_healthy_version_is_a_503(service):
     client, registry, _ = service
     registry.mark_unhealthy("v1", "retired")
     with pytest.raises(Exception, match="no version is live"):
         registry.mark_unhealthy("v2", "retired too")
     for i in range(50):  # the next check finds nothing live
-        answer = client.post("/predict", json=applicant(frame, i))
+        answer = client.post("/predict", json=applicant(i))
         if answer.status_code != 200:
             break
     assert answer.status_code == 503 and "no version is live" in answer.json()["message"]
 
 
-def test_dashboard_is_offline_html_with_plots(service, frame):
+def test_dashboard_is_offline_html_with_plots(service):
     client, _, _ = service
-    for i in range(60):
-        client.post("/predict", json=applicant(frame, 700 + i))
+    for body in bundles.test_records(0, 60):
+        client.post("/predict", json=body)
     page = client.get("/dashboard")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.text.count("<img class='plot'") == 2 and page.text.count("data:image/svg+xml;base64,") == 2
@@ -255,18 +269,18 @@ def test_request_model_refuses_a_schema_without_fields():
     with pytest.raises(TypeError, match="^schema:"):
         request_model(None)
     with pytest.raises(ValueError, match="^schema:"):
-        request_model(standin.StandInSchema((), (), ()))
+        request_model(SimpleNamespace(fields=()))
 
 
-def test_create_app_checks_its_arguments(tmp_path, frame):
-    registry, _ = standin.build_registry(tmp_path, frame=frame, versions=("v1",))
+def test_create_app_checks_its_arguments(tmp_path, reference, saved):
+    registry = bundles.build_registry(tmp_path, versions=("v1",), bundles=saved)
     try:
         with pytest.raises(TypeError, match="^registry:"):
-            create_app(None, reference=frame)
+            create_app(None, reference=reference)
         with pytest.raises(TypeError, match="^reference:"):
-            create_app(registry, reference=frame.to_dict("records"))
+            create_app(registry, reference=reference.to_dict("records"))
         for name, value in [("check_every", 0), ("threshold", math.nan), ("explain_samples", 1)]:
             with pytest.raises(ValueError, match=f"^{name}:"):
-                create_app(registry, reference=frame, load=standin.load, **{name: value})
+                create_app(registry, reference=reference, **{name: value})
     finally:
         registry.close()

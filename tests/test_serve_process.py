@@ -33,9 +33,10 @@ def free_port() -> int:
 
 
 def start_service(root: Path, port: int) -> subprocess.Popen:
+    """``python -m trustml_lab.serve`` on the shipped model, with a fresh registry in ``root``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRUSTML_THREADS": "1"}
-    command = [sys.executable, str(ROOT / "tests" / "_serve_server.py"), "--port", str(port), "--root", str(root)]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [sys.executable, "-m", "trustml_lab.serve", "--port", str(port), "--db", str(root / "registry.db")]
+    return subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def wait_until_up(process: subprocess.Popen, url: str) -> None:
@@ -80,12 +81,9 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bodies():
-    from tests._serve_standin import german
+    from tests._serve_bundles import test_records
 
-    frame = german()
-    names = ["duration_months", "credit_amount", "age", "purpose", "housing", "sex"]
-    return [{n: (float(r[n]) if n in ("duration_months", "credit_amount", "age") else str(r[n])) for n in names}
-            for r in frame.iloc[700:900].to_dict("records")]
+    return test_records(0, 200)
 
 
 async def _concurrent(url: str, bodies: list[dict], limit: int) -> list[httpx.Response]:
@@ -134,14 +132,15 @@ def malformed(valid: dict, seed: int = 0) -> list[tuple[str, bytes, str]]:
         ("NaN", text.replace(f'"age": {json.dumps(valid["age"])}', '"age": NaN').encode(), "application/json"),
         ("Infinity", text.replace(f'"age": {json.dumps(valid["age"])}', '"age": -Infinity').encode(),
          "application/json"),
-        ("unicode category", json.dumps({**valid, "housing": "\u00f6wn \U0001f3e0"}).encode(), "application/json"),
-        ("a lone surrogate", text.replace(valid["housing"], "\\ud800").encode(), "application/json"),
-        ("invalid UTF-8", b'{"housing": "\xff\xfe"}', "application/json"),
+        ("unicode category", json.dumps({**valid, "workclass": "\u00f6ffentlich \U0001f3db"}).encode(),
+         "application/json"),
+        ("a lone surrogate", text.replace(valid["workclass"], "\\ud800").encode(), "application/json"),
+        ("invalid UTF-8", b'{"workclass": "\xff\xfe"}', "application/json"),
         ("deep nesting", b"[" * 100_000 + b"]" * 100_000, "application/json"),
         ("deep nesting in a field", json.dumps({**valid, "age": "X"}).replace('"X"', "[" * 5000 + "]" * 5000).encode(),
          "application/json"),
-        ("a long string", json.dumps({**valid, "purpose": "x" * 60_000}).encode(), "application/json"),
-        ("over 64 KiB", json.dumps({**valid, "purpose": "x" * 70_000}).encode(), "application/json"),
+        ("a long string", json.dumps({**valid, "occupation": "x" * 60_000}).encode(), "application/json"),
+        ("over 64 KiB", json.dumps({**valid, "occupation": "x" * 70_000}).encode(), "application/json"),
         ("plain text", text.encode(), "text/plain"),
         ("form encoded", b"age=30&sex=male", "application/x-www-form-urlencoded"),
         ("no content type", text.encode(), ""),

@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace as Spec
 
-from _serve_standin import build_registry, german, load, make_model, save, schema_from
+from _serve_bundles import build_registry, reference, save_versions
 
 from api_tables import Bad
 from api_tables.serve import folder, registry
@@ -12,35 +12,36 @@ MODULE = app
 
 
 def schema(kind="numeric"):
-    return Spec(fields=(Spec(name="age", kind=kind, minimum=18.0, maximum=100.0, categories=(), protected=True),
+    return Spec(fields=(Spec(name="age", kind=kind, minimum=18.0, maximum=100.0, categories=(), protected=False),
                         Spec(name="sex", kind="categorical", categories=("f", "m"), protected=True)))
 
 
 def service(**kwargs):
-    frame = german()
-    reg, _ = build_registry(folder(), frame=frame, versions=("v1",))
-    return (reg,), {"reference": frame.iloc[:300], "load": load, **kwargs}
+    return (build_registry(folder(), versions=("v1",)),), {"reference": reference(500), **kwargs}
 
 
-def bundle_files():
-    frame = german()
+def saved():
     where = folder()
-    stand_in = schema_from(frame)
-    return save(where / "v9", make_model(stand_in, favour_men=False), stand_in, "# card")
+    return where / "v1", save_versions(where, ("v1",))["v1"]
+
+
+def register(**kwargs):
+    directory, hashes = saved()
+    return (registry(live=False), "v9", directory), {"sha256": hashes, **kwargs}
 
 
 VALID = {
     "request_model": lambda: ((schema(),), {"name": "Application", "example": {"age": 30.0, "sex": "f"}}),
     "create_app": lambda: service(check_every=10, threshold=0.5, background_size=8, explain_samples=64,
-                                  dashboard_windows=5),
-    "register_bundle": lambda: ((registry(live=False), "v9", bundle_files()), {"promote": True}),
+                                  dashboard_windows=5, immutable=("age",)),
+    "register_bundle": lambda: register(promote=True),
 }
 
 BAD = [
     Bad("request_model", lambda: ((None,), {}), "schema", "no schema"),
     Bad("request_model", lambda: ((Spec(fields=()),), {}), "schema", "a schema without fields"),
     Bad("request_model", lambda: ((schema("text"),), {}), "schema", "an unknown field kind"),
-    Bad("create_app", lambda: (("registry.db",), {"reference": german()}), "registry", "a path for a Registry"),
+    Bad("create_app", lambda: (("registry.db",), {"reference": reference(50)}), "registry", "a path for a Registry"),
     Bad("create_app", lambda: ((registry(),), {"reference": None}), "reference", "no reference data"),
     Bad("create_app", lambda: service(monitor="monitor"), "monitor", "a text for a Monitor"),
     Bad("create_app", lambda: service(check_every=0), "check_every", "zero decisions between checks"),
@@ -48,8 +49,14 @@ BAD = [
     Bad("create_app", lambda: service(threshold=1.5), "threshold", "a threshold above 1"),
     Bad("create_app", lambda: service(explain_samples=1), "explain_samples", "one coalition"),
     Bad("create_app", lambda: service(immutable="age"), "immutable", "one string for a sequence"),
-    Bad("register_bundle", lambda: (("registry.db", "v9", {}), {}), "registry", "a path for a Registry"),
-    Bad("register_bundle", lambda: ((registry(), "v 9", bundle_files()), {}), "version", "a version id with a space"),
+    Bad("register_bundle", lambda: (("registry.db", "v9", folder()), {}), "registry", "a path for a Registry"),
+    Bad("register_bundle", lambda: ((registry(), "v9", folder()), {}), "directory", "a folder without a bundle"),
+    Bad("register_bundle", lambda: ((registry(), "v9", 42), {}), "directory", "a number for a folder"),
+    Bad("register_bundle", lambda: register(sha256={"model.safetensors": "0" * 64}), "sha256",
+        "a file that changed since it was saved"),
+    Bad("register_bundle", lambda: register(sha256=["model.safetensors"]), "sha256", "a list for the digests"),
+    Bad("register_bundle", lambda: (lambda args: ((args[0][0], "v 9", args[0][2]), args[1]))(register()), "version",
+        "a version id with a space"),
 ]
 
 EXEMPT = {

@@ -2,11 +2,11 @@
 
 Listens on 127.0.0.1 only (uvicorn). The registry database (``--db``, default
 ``trustml_registry.db`` in the current folder) is created when missing. ``--model-dir``
-(default: the chapter's shipped credit model bundle) is registered as a version (its
-files with their sha256) and promoted, unless the registry already has a live version
+(default: the chapter's shipped credit model, ``data/credit_model_v1/``) is registered as a
+version (its files with their sha256) and promoted, unless the registry already has a live version
 and no ``--model-dir`` was given: then the live version is served (after its files
 are verified). ``--reference`` is a CSV of raw model inputs for the explanations'
-background and the monitor (default: the German credit data the model was trained on).
+background and the monitor (default: UCI Adult's training rows, the shipped model's).
 """
 
 from __future__ import annotations
@@ -21,45 +21,44 @@ import pandas as pd
 import torch
 
 from ..data import sha256_file
-from .app import create_app
+from .app import create_app, register_bundle
 from .registry import NoHealthyVersionError, Registry
 
 
-def _bundle_files(directory: Path) -> dict[str, Path]:
-    """The files of a saved bundle: ``weights`` for the safetensors file, the others by their stem."""
-    files = {}
-    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
-        name = "weights" if path.suffix == ".safetensors" else path.stem
-        files[name if name not in files else path.name] = path
-    if "weights" not in files:
-        raise SystemExit(f"--model-dir: no .safetensors weights in {str(directory)!r}")
-    return files
-
-
 def _default_model_dir() -> Path:
-    from ..report import load_credit_model
+    from ..data import data_dir
+    from ..report import CREDIT_MODEL
 
-    bundle = load_credit_model()
-    return Path(bundle.directory) if hasattr(bundle, "directory") else Path(__file__).resolve().parents[2] / \
-        "data" / "credit_model"
+    return data_dir() / CREDIT_MODEL
+
+
+def default_reference(schema: object) -> pd.DataFrame:
+    """The shipped model's training rows: UCI Adult's ``train`` part, rows with a missing field dropped."""
+    from ..data import load_adult
+
+    names = [spec.name for spec in schema.fields]
+    frame = load_adult()
+    frame = frame[frame["split"] == "train"].dropna(subset=names)
+    return frame[names].reset_index(drop=True)
 
 
 def _ensure_version(registry: Registry, directory: Path, version: str | None) -> str:
-    files = _bundle_files(directory)
-    weights_sha = sha256_file(files["weights"])
-    version = version or f"{directory.name}-{weights_sha[:12]}"
+    """Register ``directory``'s bundle (unless a version with the same weights is) and make it live."""
+    if not (directory / "model.safetensors").is_file():
+        raise SystemExit(f"--model-dir: no model.safetensors in {str(directory)!r}")
+    weights_sha = sha256_file(directory / "model.safetensors")
+    version = version or directory.name
     known = {v.version: v for v in registry.versions()}
     if version in known:
         registered = {a.name: a.sha256 for a in known[version].artefacts}
         if registered.get("weights") != weights_sha:
             raise SystemExit(f"--version: {version!r} is registered with other weights; pick a new version id")
     else:
-        registry.register(version, files)
-    live = None
+        register_bundle(registry, version, directory, promote=False)
     try:
         live = registry.live().version
     except NoHealthyVersionError:
-        pass
+        live = None
     if live != version:
         registry.promote(version)
     return version
@@ -72,7 +71,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--db", type=Path, default=Path("trustml_registry.db"),
                         help="the registry and decision log (SQLite; default: ./trustml_registry.db)")
     parser.add_argument("--version", help="version id for --model-dir (default: folder name + weights sha256)")
-    parser.add_argument("--reference", type=Path, help="CSV of raw model inputs (default: German credit data)")
+    parser.add_argument("--reference", type=Path, help="CSV of raw model inputs (default: Adult's training rows)")
+    parser.add_argument("--immutable", default="age",
+                        help="comma-separated fields a counterfactual may not change, besides the protected ones "
+                             "(default: age)")
     parser.add_argument("--check-every", type=int, default=50, help="decisions between two rollback checks")
     args = parser.parse_args(argv)
     if not 0 <= args.port < 65536:
@@ -89,13 +91,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.model_dir is not None or not has_live:
             directory = (args.model_dir or _default_model_dir()).resolve()
             _ensure_version(registry, directory, args.version)
-        if args.reference is not None:
-            reference = pd.read_csv(args.reference)
-        else:
-            from ..data import load_german_credit
+        from ..report import load_bundle
 
-            reference = load_german_credit()
-        app = create_app(registry, reference=reference, check_every=args.check_every)
+        live = registry.verified_live()
+        schema = load_bundle(live.directory, sha256={Path(a.path).name: a.sha256 for a in live.artefacts
+                                                     if a.name in ("weights", "schema")}).schema
+        reference = pd.read_csv(args.reference) if args.reference is not None else default_reference(schema)
+        names = {spec.name for spec in schema.fields}
+        immutable = [f for f in args.immutable.split(",") if f in names]
+        app = create_app(registry, reference=reference, check_every=args.check_every, immutable=immutable)
 
         import uvicorn
 

@@ -97,6 +97,13 @@ __all__ = [
 
 #: The largest request body accepted (bytes); a larger one gets a 413.
 MAX_BODY_BYTES = 64 * 1024
+#: The counterfactual searches tried in turn, until one flips the decision: steps of
+#: ``COUNTERFACTUAL_STEP`` standard deviations of one feature each, so changes of up to 1 and 8
+#: standard deviations in all (the first is cheap and finds the near flips).
+COUNTERFACTUAL_STEPS = (10, 80)
+COUNTERFACTUAL_STEP = 0.1
+#: A field is an adverse-action reason when it lowered the score by more than this.
+REASON_MIN_SHAP = 1e-3
 #: The deepest JSON nesting accepted; deeper bodies get a 422 before they are parsed.
 MAX_JSON_DEPTH = 32
 
@@ -114,7 +121,8 @@ def _example(schema: Any, reference: pd.DataFrame | None) -> dict[str, Any]:
     for spec in schema.fields:
         if spec.kind == "numeric":
             low, high = spec.minimum, spec.maximum
-            example[spec.name] = float((low + high) / 2 if low is not None and high is not None else low or high or 0)
+            middle = (low + high) / 2 if low is not None and high is not None else low or high or 0
+            example[spec.name] = float(round(middle) if getattr(spec, "integer", False) else middle)
         else:
             example[spec.name] = list(spec.categories)[0]
     return example
@@ -130,6 +138,8 @@ def _fits(spec: Any, value: Any) -> bool:
     if spec.kind == "numeric":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return False
+        if getattr(spec, "integer", False) and value != round(value):
+            return False
         return ((spec.minimum is None or value >= spec.minimum) and (spec.maximum is None or value <= spec.maximum))
     return value in tuple(spec.categories)
 
@@ -138,9 +148,10 @@ def request_model(schema: Any, *, name: str = "Application", example: Mapping[st
                   ) -> type[BaseModel]:
     """A pydantic model of one request body, generated from a :class:`~trustml_lab.report.FeatureSchema`.
 
-    One required field per schema field, under its own name (an alias, so any name
-    works): a numeric field is a finite number (an int or a float, not a string or a
-    boolean: pydantic's strict mode) within ``[minimum, maximum]``; a categorical field
+    One required field per schema field (protected ones included: the monitor audits
+    them), under its own name (an alias, so any name works): a numeric field is a finite
+    number (an int or a float, not a string or a boolean: pydantic's strict mode) within
+    ``[minimum, maximum]``, a whole number when the field is ``integer``; a categorical field
     is one of its ``categories`` (a ``Literal``); unknown fields are refused. The
     ``example`` (default: mid-range values, the first category) goes into the JSON
     schema, and so into the OpenAPI document.
@@ -166,8 +177,9 @@ def request_model(schema: Any, *, name: str = "Application", example: Mapping[st
     definitions: dict[str, Any] = {}
     for i, spec in enumerate(fields):
         if spec.kind == "numeric":
+            whole = 1.0 if getattr(spec, "integer", False) else None
             constraint = Field(alias=spec.name, strict=True, allow_inf_nan=False, ge=spec.minimum, le=spec.maximum,
-                               description=_describe_numeric(spec))
+                               multiple_of=whole, description=_describe_numeric(spec))
             definitions[f"field_{i}"] = (Annotated[float, constraint], ...)
         elif spec.kind == "categorical":
             categories = tuple(spec.categories)
@@ -186,7 +198,8 @@ def request_model(schema: Any, *, name: str = "Application", example: Mapping[st
 def _describe_numeric(spec: Any) -> str:
     bounds = f"in [{spec.minimum:g}, {spec.maximum:g}]" if spec.minimum is not None and spec.maximum is not None \
         else "finite"
-    return f"a number {bounds}" + (" (protected attribute)" if spec.protected else "")
+    whole = "a whole number" if getattr(spec, "integer", False) else "a number"
+    return f"{whole} {bounds}" + (" (protected attribute)" if spec.protected else "")
 
 
 # --------------------------------------------------------------------------- responses
@@ -251,7 +264,7 @@ class ExplainResponse(BaseModel):
 class _Layout:
     """Which encoded columns each field drives, and for single-column numeric fields the affine map."""
 
-    groups: tuple[tuple[int, ...], ...]  # per field, its columns
+    groups: tuple[tuple[int, ...], ...]  # per field, its columns (none for a field that is not a model input)
     affine: dict[int, tuple[int, float, float]]  # field index -> (column, slope, intercept): column = slope*v + b
     lower: torch.Tensor
     upper: torch.Tensor
@@ -270,7 +283,10 @@ def _probe_layout(schema: Any, base: dict[str, Any]) -> _Layout:
             values = [v for v in values if v is not None] or [base[spec.name] - 1.0, base[spec.name] + 1.0]
             if len(values) == 1 or values[0] == values[1]:
                 values = [values[0], values[0] + 1.0]
-            values = [float(values[0]), float(values[1]), float(values[0] + values[1]) / 2]
+            middle = (values[0] + values[1]) / 2
+            values = [float(values[0]), float(values[1]), float(math.floor(middle))]
+            if values[2] in values[:2]:  # a range of one step: no third point to test linearity with
+                values = values[:2]
         else:
             values = list(spec.categories)
         rows = schema.encode([{**base, spec.name: v} for v in values])
@@ -280,15 +296,18 @@ def _probe_layout(schema: Any, base: dict[str, Any]) -> _Layout:
         groups.append(columns)
         if spec.kind == "numeric" and len(columns) == 1:
             (c,) = columns
-            low_v, high_v, mid_v = values
+            low_v, high_v = values[:2]
             slope = float(rows[1, c] - rows[0, c]) / (high_v - low_v)
             intercept = float(rows[0, c]) - slope * low_v
-            if slope != 0 and abs(slope * mid_v + intercept - float(rows[2, c])) <= 1e-4 * (1 + abs(float(rows[2, c]))):
+            linear = len(values) < 3 or abs(slope * values[2] + intercept - float(rows[2, c])) <= \
+                1e-4 * (1 + abs(float(rows[2, c])))
+            if slope != 0 and linear:
                 affine[i] = (c, slope, intercept)
                 lower[c], upper[c] = min(rows[0, c], rows[1, c]), max(rows[0, c], rows[1, c])
     orphans = torch.nonzero(owner < 0).flatten().tolist()
-    if orphans:  # columns no field moved (constant): give them to the first field so every column has a player
-        groups[0] = tuple(sorted(groups[0] + tuple(orphans)))
+    if orphans:  # columns no field moved (constant): give them to the first input so every column has a player
+        first = next(i for i, g in enumerate(groups) if g)
+        groups[first] = tuple(sorted(groups[first] + tuple(orphans)))
     return _Layout(tuple(groups), affine, lower, upper)
 
 
@@ -310,7 +329,8 @@ class ServedModel:
         self.names = [spec.name for spec in self.schema.fields]
         self.example = _example(self.schema, reference)
         self.layout = _probe_layout(self.schema, self.example)
-        records = _fitting_records(self.schema, reference)
+        records = _fitting_records(self.schema, reference.sample(n=min(len(reference), 4000), random_state=0)
+                                   if len(reference) > 4000 else reference)
         generator = torch.Generator().manual_seed(0)
         pick = torch.randperm(len(records), generator=generator)[:background_size].sort().values.tolist()
         with torch.no_grad():
@@ -338,24 +358,27 @@ class ServedModel:
             with torch.no_grad():
                 return self._probability(z).double()
 
-        groups = [list(g) for g in self.layout.groups]
+        players = [i for i, g in enumerate(self.layout.groups) if g]  # protected fields are not model inputs
+        groups = [list(self.layout.groups[i]) for i in players]
         if len(groups) <= MAX_EXACT_FEATURES:
             result, method = shapley_values(f, x, self.background, groups=groups), "exact Shapley values"
         else:
             result = kernel_shap(f, x, self.background, groups=groups, n_samples=self.explain_samples,
                                  generator=torch.Generator().manual_seed(0))
             method = f"KernelSHAP ({self.explain_samples} coalitions)"
-        values = result.values[0].tolist()
+        values = [0.0] * len(self.names)
+        for i, value in zip(players, result.values[0].tolist()):
+            values[i] = value
         base = float(result.base_values[0])
-        shap = dict(zip(self.names, values))
-        order = sorted(range(len(values)), key=lambda i: -abs(values[i]))
+        shap = {self.names[i]: values[i] for i in players}
+        order = sorted(players, key=lambda i: -abs(values[i]))
         contributions = [{"field": self.names[i], "value": record[self.names[i]], "shap": values[i]} for i in order]
         decision = int(score >= self.threshold)
         answer = {"version": self.version, "score": score, "threshold": self.threshold, "decision": decision,
                   "approved": bool(decision), "base_value": base, "shap": shap, "contributions": contributions,
                   "method": method, "reasons": [], "counterfactual": None}
         if not decision:
-            lowered = [i for i in order if values[i] < 0][:4]
+            lowered = [i for i in order if values[i] < -REASON_MIN_SHAP][:4]
             answer["reasons"] = [f"{self.names[i]} = {_show(record[self.names[i]])} lowered the score by "
                                  f"{-values[i]:.3f}" for i in lowered]
             answer["counterfactual"] = self._counterfactual(record, x)
@@ -373,9 +396,13 @@ class ServedModel:
         # aim a little past the threshold, in logit units: log(t / (1 - t)) is the margin at score t
         t = min(max(self.threshold, 1e-6), 1 - 1e-6)
         margin = max(math.log(t / (1 - t)), 0.0) + 0.05
-        found = counterfactual(self.model, x, target=1, immutable=fixed, lower=self.layout.lower,
-                               upper=self.layout.upper, scale=self.scale, margin=margin, step_size=0.05, steps=200)
-        if not bool(found.valid[0]):
+        for steps in COUNTERFACTUAL_STEPS:  # a near flip is found in a few steps; only a far one pays for more
+            found = counterfactual(self.model, x, target=1, immutable=fixed, lower=self.layout.lower,
+                                   upper=self.layout.upper, scale=self.scale, margin=margin,
+                                   step_size=COUNTERFACTUAL_STEP, steps=steps)
+            if bool(found.valid[0]):
+                break
+        else:
             return empty
         changed = dict(record)
         changes = []
@@ -385,9 +412,14 @@ class ServedModel:
                 continue
             spec = self.schema.fields[i]
             value = (float(found.x[0, column]) - intercept) / slope
+            current = float(record[self.names[i]])
+            if getattr(spec, "integer", False):  # a whole number, rounded away from the current value
+                value = float(math.ceil(value - 1e-9) if value > current else math.floor(value + 1e-9))
             value = min(max(value, spec.minimum), spec.maximum) if spec.minimum is not None else value
+            if value == current:
+                continue
             changed[self.names[i]] = value
-            changes.append({"field": self.names[i], "current": float(record[self.names[i]]), "required": value})
+            changes.append({"field": self.names[i], "current": current, "required": value})
         new_score = float(self.score([changed])[0])
         if new_score < self.threshold:
             return {**empty, "score": new_score}
@@ -414,22 +446,55 @@ def _fitting_records(schema: Any, reference: pd.DataFrame) -> list[dict[str, Any
 
 # --------------------------------------------------------------------------- registering a bundle
 
-def register_bundle(registry: Registry, version: str, files: Mapping[str, Any], *, promote: bool = True
-                    ) -> VersionRecord:
-    """Register the files of a saved bundle (``{artefact: path}``, e.g. from ``save_bundle``) as
-    ``version``, and promote it (verifying every sha256) unless ``promote=False``."""
+def register_bundle(registry: Registry, version: str, directory: Any, *, sha256: Mapping[str, str] | None = None,
+                    promote: bool = True) -> VersionRecord:
+    """Register the bundle saved in ``directory`` as ``version`` and promote it unless ``promote=False``.
+
+    The files are those of :func:`trustml_lab.report.save_bundle` present in the folder
+    (``model.safetensors`` as the artefact ``weights``, ``schema.json`` as ``schema``,
+    ``report.json``, ``model_card.md``). ``sha256``: ``save_bundle``'s ``{filename: sha256}``;
+    when given, a file that changed since it was saved is refused (``ArtefactError``)
+    before it is registered.
+    """
+    from pathlib import Path
+
+    from ..data import sha256_file
+    from .registry import ArtefactError
+
     if not isinstance(registry, Registry):
         raise TypeError(f"registry: expected a trustml_lab.serve.Registry, got {describe(registry)}")
+    if not isinstance(directory, (str, Path)) or not Path(directory).is_dir():
+        raise ValueError(f"directory: expected the folder of a saved bundle, got {describe(directory)}")
+    folder = Path(directory)
+    files = {artefact: folder / name for name, artefact in ARTEFACTS.items() if (folder / name).is_file()}
+    if "weights" not in files or "schema" not in files:
+        raise ValueError(f"directory: {str(folder)!r} lacks model.safetensors or schema.json")
+    if sha256 is not None:
+        if not isinstance(sha256, Mapping):
+            raise TypeError(f"sha256: expected save_bundle's {{filename: sha256}} or None, got {describe(sha256)}")
+        for name, digest in sha256.items():
+            path = folder / str(name)
+            if not path.is_file() or sha256_file(path) != digest:
+                raise ArtefactError(f"sha256: {name} in {folder} differs from the digest save_bundle returned")
     record = registry.register(version, files)
     return registry.promote(version) if promote else record
 
 
 # --------------------------------------------------------------------------- the app
 
-def _default_loader(record: VersionRecord) -> Any:
-    from ..report import load_bundle  # part of the chapter's report module
+#: The registry's artefact name of each bundle file (trustml_lab.report's file names).
+ARTEFACTS = {"model.safetensors": "weights", "schema.json": "schema", "report.json": "report",
+             "model_card.md": "card"}
 
-    return load_bundle(record.directory)
+
+def _default_loader(record: VersionRecord) -> Any:
+    """:func:`trustml_lab.report.load_bundle` of the version's folder, checked against the registry's sha256."""
+    from pathlib import Path
+
+    from ..report import load_bundle
+
+    hashes = {Path(a.path).name: a.sha256 for a in record.artefacts if Path(a.path).name in ARTEFACTS}
+    return load_bundle(record.directory, sha256=hashes)
 
 
 def _json_depth_ok(body: bytes, limit: int) -> bool:
@@ -620,7 +685,7 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
     def model_card(request: Request) -> Response:
         """The live version's model card: Markdown, or HTML when ``Accept`` prefers text/html."""
         current = state.current()
-        card = current.bundle.card or f"# Model card\n\nVersion {current.version}: no card was shipped.\n"
+        card = current.bundle.card or f"# Model card\n\nVersion {current.version}: no model card was shipped.\n"
         if _wants_html(request.headers.get("accept", "")):
             return HTMLResponse(_card_html(card, current.version))
         return PlainTextResponse(card, media_type="text/markdown; charset=utf-8")
