@@ -849,7 +849,7 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:62rem;margin:2rem aut
 
 def _page(title: str, body: str) -> str:
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
-            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><link rel='icon' href='data:,'>"
             f"<style>{_STYLE}</style></head><body><h1>{title}</h1>{body}</body></html>")
 
 
@@ -859,11 +859,16 @@ def _plot(series: Sequence[Any], attribute: str, title: str, window_version: Map
 
     figure = Figure(figsize=(6.4, 3.2))
     axes = figure.add_subplot()
+    plotted = False
     for group in sorted({p.group for p in series}):
         points = [(p.window, getattr(p, attribute)) for p in series if p.group == group]
         points = [(w, v) for w, v in points if v is not None]
         if points:
             axes.plot([w for w, _ in points], [v for _, v in points], marker="o", label=str(group))
+            plotted = True
+    if not plotted:
+        axes.text(0.5, 0.5, "no data yet" if attribute == "approval_rate" else "no outcomes recorded yet",
+                  transform=axes.transAxes, ha="center", va="center", color="grey")
     previous = None
     for window, version in sorted(window_version.items()):
         if previous is not None and version != previous:
@@ -873,7 +878,7 @@ def _plot(series: Sequence[Any], attribute: str, title: str, window_version: Map
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel("window of decisions")
     axes.set_ylabel(title)
-    if axes.lines:
+    if plotted:
         axes.legend(title="group", fontsize=8)
     figure.tight_layout()
     buffer = io.BytesIO()
