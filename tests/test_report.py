@@ -153,3 +153,117 @@ def test_encode_frame_refuses_unknown_categories(bundle):
     frame = pd.DataFrame([RECORD, dict(RECORD, workclass="Astronaut")])
     with pytest.raises(ValueError, match=r"frame\['workclass'\]: unknown category 'Astronaut' in row 1"):
         bundle.schema.encode_frame(frame)
+
+
+# --------------------------------------------------------------------------- the trust report
+
+
+def test_shipped_report_round_trips_exactly(bundle):
+    report = bundle.report
+    assert isinstance(report, R.TrustReport)
+    again = R.TrustReport.from_json(report.to_json())
+    assert again == report and again.to_json() == report.to_json()
+    assert again.accuracy.value.hex() == report.accuracy.value.hex()
+
+
+def test_report_json_refuses_a_missing_key(bundle):
+    payload = json.loads(bundle.report.to_json())
+    del payload["accuracy"]
+    with pytest.raises(ValueError, match="^accuracy: missing"):
+        R.TrustReport.from_json(json.dumps(payload))
+
+
+def _case(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(n, generator=g) < 0.4).long()
+    p = torch.where(torch.rand(n, generator=g) < 0.8, y, 1 - y)
+    group = (torch.rand(n, generator=g) < 0.6).long()
+    return y, p, group
+
+
+def test_bootstrap_resamples_equal_fairness_report_on_the_same_rows():
+    """Each resample's metric equals fairness_report on the resampled rows (same generator draw)."""
+    from trustml_lab.fairness import fairness_report
+
+    y, p, group = _case(300, 1)
+    out = R.bootstrap_metrics(y, p, {"g": group}, n_bootstrap=50, generator=torch.Generator().manual_seed(3),
+                              internal_batch_size=7)
+    index = torch.randint(300, (50, 300), generator=torch.Generator().manual_seed(3))
+    draws = np.array([fairness_report(y[i], p[i], group[i], privileged=1).equal_opportunity_difference
+                      for i in index])
+    expected = np.quantile(draws, [0.025, 0.975])
+    est = out["g"]["equal_opportunity_difference"]
+    assert (est.low, est.high) == pytest.approx(tuple(expected), abs=1e-12)
+    full = fairness_report(y, p, group, privileged=1)
+    assert est.value == pytest.approx(full.equal_opportunity_difference, abs=1e-12)
+    assert out["accuracy"]["accuracy"].value == pytest.approx(float((y == p).double().mean()), abs=1e-12)
+
+
+@pytest.mark.slow
+def test_bootstrap_interval_covers_the_truth_at_its_level():
+    """Coverage of the 90% percentile interval of a TPR gap, over 200 simulated data sets with a known truth.
+
+    The truth is the population gap (TPRs 0.8 and 0.7 by construction). With 200 trials the
+    coverage's standard error is about 0.021; the percentile bootstrap is slightly liberal at this
+    size, so we require coverage within 3 standard errors of 0.90.
+    """
+    trials, covered = 200, 0
+    for seed in range(trials):
+        g = torch.Generator().manual_seed(seed)
+        n = 400
+        group = (torch.rand(n, generator=g) < 0.5).long()
+        y = (torch.rand(n, generator=g) < 0.5).long()
+        tpr = torch.where(group == 1, 0.8, 0.7)
+        p = torch.where(y == 1, (torch.rand(n, generator=g) < tpr).long(), (torch.rand(n, generator=g) < 0.2).long())
+        est = R.bootstrap_metrics(y, p, {"g": group}, n_bootstrap=300, confidence=0.9,
+                                  generator=torch.Generator().manual_seed(10_000 + seed))["g"]
+        e = est["equal_opportunity_difference"]
+        covered += e.low <= -0.1 <= e.high
+    se = (0.9 * 0.1 / trials) ** 0.5
+    assert abs(covered / trials - 0.9) <= 3 * se, covered
+
+
+def test_bootstrap_refuses_bad_input():
+    y, p, group = _case(50, 0)
+    with pytest.raises(ValueError, match="^y_pred: expected binary"):
+        R.bootstrap_metrics(y, p * 2, {"g": group})
+    with pytest.raises(ValueError, match="^confidence"):
+        R.bootstrap_metrics(y, p, {"g": group}, confidence=float("nan"))
+    with pytest.raises(TypeError, match="^n_bootstrap"):
+        R.bootstrap_metrics(y, p, {"g": group}, n_bootstrap=10.0)
+    with pytest.raises(ValueError, match=r"^groups\['g'\]"):
+        R.bootstrap_metrics(y, p, {"g": group[:10]})
+
+
+def test_model_card_has_mitchell_sections_and_a_hugging_face_header(bundle):
+    from huggingface_hub import ModelCard
+
+    card = bundle.card
+    assert card == R.model_card(bundle.report)
+    for section in ("Model details", "Intended use", "Factors", "Metrics", "Evaluation data", "Training data",
+                    "Quantitative analyses", "Ethical considerations", "Caveats and recommendations"):
+        assert f"## {section}\n" in card
+    parsed = ModelCard(card)  # parses the YAML header offline
+    results = parsed.data.eval_results
+    assert results[0].metric_type == "accuracy"
+    assert results[0].metric_value == pytest.approx(bundle.report.accuracy.value, abs=1e-6)
+
+
+def test_model_card_html_embeds_its_plots(bundle):
+    page = R.model_card_html(bundle.report)
+    assert page.count('src="data:image/png;base64,') == 3
+    assert 'src="http' not in page and "<script" not in page  # offline: nothing fetched
+    assert "<table>" in page and "Caveats and recommendations" in page
+
+
+def test_quantized_model_is_smaller_and_close_and_leaves_the_original(bundle):
+    from trustml_lab.models import predict
+
+    before = {k: v.clone() for k, v in bundle.model.state_dict().items()}
+    small = R.quantize(bundle.model)
+    assert all(torch.equal(v, bundle.model.state_dict()[k]) for k, v in before.items())
+    assert R.model_size_bytes(small) < R.model_size_bytes(bundle.model)
+    frame = load_adult().dropna().reset_index(drop=True)
+    x = bundle.schema.encode_frame(frame.iloc[:2000])
+    agree = float((predict(small, x) == predict(bundle.model, x)).double().mean())
+    assert agree > 0.97

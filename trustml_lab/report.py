@@ -44,11 +44,30 @@ from ._validation import check_model, describe
 
 __all__ = [
     "Bundle",
+    "Estimate",
     "FeatureSchema",
     "FieldSpec",
+    "GateResult",
+    "GroupRates",
+    "Privacy",
+    "ReleasePolicy",
+    "Robustness",
+    "Rule",
+    "TrustReport",
+    "bootstrap_metrics",
+    "evaluate_gate",
     "load_bundle",
     "load_credit_model",
+    "load_policy",
+    "model_card",
+    "model_card_html",
+    "model_size_bytes",
+    "parse_policy",
+    "quantize",
+    "report_figures",
     "save_bundle",
+    "transfer_attack",
+    "trust_report",
 ]
 
 #: The files of a bundle: the two required ones first.
@@ -226,6 +245,15 @@ class FeatureSchema:
     def protected(self) -> tuple[str, ...]:
         """The names of the protected fields."""
         return tuple(f.name for f in self.fields if f.protected)
+
+    def field_columns(self) -> dict[str, list[int]]:
+        """The model's column indices of each input field (a field's one-hot columns together)."""
+        out, start = {}, 0
+        for spec in self.fields:
+            if spec.columns:
+                out[spec.name] = list(range(start, start + len(spec.columns)))
+                start += len(spec.columns)
+        return out
 
     def field(self, name: str) -> FieldSpec:
         """The field called ``name``."""
@@ -579,7 +607,754 @@ def load_credit_model() -> Bundle:
     return load_bundle(data_dir() / CREDIT_MODEL)
 
 
-class TrustReport:  # replaced below by the full record
+
+# --------------------------------------------------------------------------- the trust report
+
+#: The fairness metrics a report carries per protected attribute (unprivileged vs privileged,
+#: aif360's conventions, as :func:`trustml_lab.fairness.fairness_report`).
+REPORT_METRICS = ("statistical_parity_difference", "disparate_impact", "equal_opportunity_difference",
+                  "equal_opportunity_ratio", "average_odds_difference")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A measured number with its percentile-bootstrap confidence interval ``[low, high]``."""
+
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class GroupRates:
+    """One group of one protected attribute: its size, selection rate, TPR, FPR and accuracy."""
+
+    attribute: str
+    group: str
+    size: int
+    selection_rate: float
+    tpr: float
+    fpr: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """Accuracy under ``attack`` at each L-inf radius ``eps`` (on the standardized features)."""
+
+    attack: str
+    eps: tuple[float, ...]
+    accuracy: tuple[float, ...]
+    rows: int
+
+    def at(self, eps: float) -> float:
+        """The accuracy at radius ``eps`` (one of the measured radii)."""
+        for e, a in zip(self.eps, self.accuracy):
+            if e == eps:
+                return a
+        raise ValueError(f"eps: expected one of the measured radii {list(self.eps)}, got {eps!r}")
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """The differential-privacy guarantee of a DP-SGD training (``trustml_lab.privacy.dp_fit``)."""
+
+    epsilon: float
+    delta: float
+    accountant: str
+    sample_rate: float
+    noise_multiplier: float
+    steps: int
+
+
+@dataclass(frozen=True)
+class TrustReport:
+    """Measured facts about one model version: data, accuracy, fairness, robustness, explanations, privacy.
+
+    Built by :func:`trust_report`; :meth:`to_json` / :meth:`from_json` round-trip it
+    exactly (floats included: JSON writes the shortest text that reads back as the
+    same double). ``fairness[attribute][metric]`` is an :class:`Estimate` with a
+    percentile-bootstrap interval at ``confidence`` from ``n_bootstrap`` resamples of the
+    evaluation rows (one draw of indices shared by every metric and attribute);
+    ``explanations`` maps each input field to its mean absolute exact Shapley value
+    (fields as players, one-hot columns together) on the approval probability;
+    ``privacy`` is ``None`` for a model trained without differential privacy.
+    """
+
+    model: str
+    data: dict[str, str]
+    evaluation: str
+    rows: int
+    accuracy: Estimate
+    groups: tuple[GroupRates, ...]
+    fairness: dict[str, dict[str, Estimate]]
+    robustness: Robustness | None
+    explanations: dict[str, float]
+    privacy: Privacy | None
+    artefacts: dict[str, str]
+    versions: dict[str, str]
+    confidence: float
+    n_bootstrap: int
+    seed: int
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """The report as JSON text (keys in the record's order, so a reloaded report lists them alike)."""
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+
     @classmethod
-    def from_json(cls, text: str) -> TrustReport:
-        raise NotImplementedError
+    def from_json(cls, text: str | bytes) -> TrustReport:
+        """Read :meth:`to_json`'s text back (``ValueError`` naming the key for a malformed report)."""
+        if not isinstance(text, (str, bytes)):
+            raise TypeError(f"text: expected JSON text, got {describe(text)}")
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"text: not valid JSON ({err})") from err
+        if not isinstance(d, Mapping):
+            raise ValueError(f"text: expected a JSON object, got {describe(d)}")
+        missing = [k for k in cls.__dataclass_fields__ if k not in d and k != "notes"]
+        if missing:
+            raise ValueError(f"{missing[0]}: missing from the report")
+        try:
+            robustness = d["robustness"]
+            privacy = d["privacy"]
+            return cls(
+                model=d["model"], data=dict(d["data"]), evaluation=d["evaluation"], rows=d["rows"],
+                accuracy=Estimate(**d["accuracy"]), groups=tuple(GroupRates(**g) for g in d["groups"]),
+                fairness={a: {m: Estimate(**e) for m, e in v.items()} for a, v in d["fairness"].items()},
+                robustness=None if robustness is None else Robustness(
+                    attack=robustness["attack"], eps=tuple(robustness["eps"]),
+                    accuracy=tuple(robustness["accuracy"]), rows=robustness["rows"]),
+                explanations=dict(d["explanations"]), privacy=None if privacy is None else Privacy(**privacy),
+                artefacts=dict(d["artefacts"]), versions=dict(d["versions"]), confidence=d["confidence"],
+                n_bootstrap=d["n_bootstrap"], seed=d["seed"], notes=d.get("notes", ""))
+        except (TypeError, KeyError, AttributeError) as err:
+            raise ValueError(f"text: malformed report ({err})") from err
+
+
+def _side_metrics(conf: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The report's metrics from confusion tables ``(..., 2 groups, 2 true, 2 pred)``, group 1 privileged."""
+    n = conf.sum(dim=(-1, -2))
+    selection = (conf[..., 0, 1] + conf[..., 1, 1]) / n
+    tpr = conf[..., 1, 1] / (conf[..., 1, 0] + conf[..., 1, 1])
+    fpr = conf[..., 0, 1] / (conf[..., 0, 0] + conf[..., 0, 1])
+    return {
+        "statistical_parity_difference": selection[..., 0] - selection[..., 1],
+        "disparate_impact": selection[..., 0] / selection[..., 1],
+        "equal_opportunity_difference": tpr[..., 0] - tpr[..., 1],
+        "equal_opportunity_ratio": tpr[..., 0] / tpr[..., 1],
+        "average_odds_difference": 0.5 * ((fpr[..., 0] - fpr[..., 1]) + (tpr[..., 0] - tpr[..., 1])),
+    }
+
+
+def bootstrap_metrics(y_true: Any, y_pred: Any, groups: Mapping[str, Any], *, n_bootstrap: int = 1000,
+                      confidence: float = 0.95, generator: torch.Generator | None = None,
+                      internal_batch_size: int = 100) -> dict[str, dict[str, Estimate]]:
+    """Percentile-bootstrap intervals of accuracy and of each fairness metric, batched.
+
+    Draws the resampled row indices once, ``(n_bootstrap, n)`` from ``generator``, and
+    computes every resample's per-group confusion tables with one call of
+    :func:`trustml_lab.fairness.group_confusion` per attribute and chunk of
+    ``internal_batch_size`` resamples (a group code ``2 b + g`` for resample ``b``), so
+    there is no Python loop over resamples. Each metric's value is the full sample's; the
+    interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of the
+    resamples (linear interpolation, numpy's default). Each resample's numbers equal
+    :func:`trustml_lab.fairness.fairness_report` on the same resampled rows
+    (``benchmarks/production.py`` checks it against a loop). ``groups`` maps each
+    protected attribute to 0/1 codes (1 privileged). Returns ``{"accuracy": {"accuracy":
+    ...}, attribute: {metric: Estimate}}``.
+
+    >>> y = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0] * 25); p = torch.tensor([1, 0, 0, 1, 0, 1, 1, 0] * 25)
+    >>> sex = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0] * 25)
+    >>> out = bootstrap_metrics(y, p, {"sex": sex}, n_bootstrap=200, generator=torch.Generator().manual_seed(0))
+    >>> est = out["sex"]["equal_opportunity_difference"]
+    >>> round(est.value, 4), est.low <= est.value <= est.high
+    (0.3333, True)
+    """
+    from ._validation import as_tensor, check_binary, check_generator, check_in_range, check_int, check_same_length
+    from .fairness import group_confusion
+
+    y_true = check_binary(as_tensor(y_true, "y_true", ndim=1), "y_true").long()
+    y_pred = check_binary(as_tensor(y_pred, "y_pred", ndim=1), "y_pred").long()
+    if not isinstance(groups, Mapping) or not groups:
+        raise TypeError(f"groups: expected a dict attribute -> 0/1 group codes, got {describe(groups)}")
+    codes = {k: check_binary(as_tensor(v, f"groups[{k!r}]", ndim=1), f"groups[{k!r}]").long()
+             for k, v in groups.items()}
+    n = check_same_length(y_true=y_true, y_pred=y_pred, **{f"groups[{k!r}]": v for k, v in codes.items()})
+    if n == 0:
+        raise ValueError("y_true: expected at least one row, got none")
+    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", low=2)
+    confidence = check_in_range(confidence, "confidence", 0.0, 1.0, low_open=True, high_open=True)
+    generator = check_generator(generator)
+    internal_batch_size = check_int(internal_batch_size, "internal_batch_size")
+    where = generator.device if generator is not None else "cpu"
+    index = torch.randint(n, (n_bootstrap, n), generator=generator, device=where).to(y_true.device)
+    correct = (y_true == y_pred).double()
+    accuracy = torch.cat([correct[chunk].mean(dim=1) for chunk in index.split(internal_batch_size)])
+    sample = {"accuracy": {"accuracy": (correct.mean(), accuracy)}}
+    for name, code in codes.items():
+        tables = []
+        for chunk in index.split(internal_batch_size):
+            b = len(chunk)
+            offset = 2 * torch.arange(b, device=chunk.device)[:, None]
+            tables.append(group_confusion(y_true[chunk].flatten(), y_pred[chunk].flatten(),
+                                          (offset + code[chunk]).flatten(), num_groups=2 * b).reshape(b, 2, 2, 2))
+        full = _side_metrics(group_confusion(y_true, y_pred, code, num_groups=2))
+        resampled = _side_metrics(torch.cat(tables))
+        sample[name] = {m: (full[m], resampled[m]) for m in REPORT_METRICS}
+    q = torch.tensor([(1 - confidence) / 2, (1 + confidence) / 2], dtype=torch.float64)
+    out: dict[str, dict[str, Estimate]] = {}
+    for name, metrics in sample.items():
+        out[name] = {}
+        for metric, (value, draws) in metrics.items():
+            finite = draws[torch.isfinite(draws)]
+            low, high = (torch.quantile(finite, q.to(finite.device)).tolist() if len(finite)
+                         else [math.nan, math.nan])
+            out[name][metric] = Estimate(float(value), low, high)
+    return out
+
+
+def trust_report(model: nn.Module, schema: FeatureSchema, frame: pd.DataFrame, *, model_name: str,
+                 data: Mapping[str, str], evaluation: str, artefacts: Mapping[str, str] | None = None,
+                 privacy: Privacy | None = None, robust_eps: Sequence[float] = (0.05, 0.1, 0.2),
+                 robust_rows: int = 2000, explain_rows: int = 50, background_rows: int = 25,
+                 n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
+                 attack: Any = None, notes: str = "") -> TrustReport:
+    """Build a :class:`TrustReport` for ``model`` on the evaluation rows ``frame`` (one call).
+
+    ``frame`` holds the schema's fields and its label. Measured: accuracy and the
+    :data:`REPORT_METRICS` of each protected attribute with bootstrap intervals
+    (:func:`bootstrap_metrics`); per-group rates (:func:`trustml_lab.fairness.fairness_report`);
+    accuracy under L-inf PGD (10 steps of eps / 4, random start; or ``attack(model, x, y, eps=e)``)
+    at each of ``robust_eps`` on the first ``robust_rows`` rows
+    (:func:`trustml_lab.robustness.robust_accuracy`, no clamp: standardized features);
+    mean absolute exact Shapley values per input field of the approval probability on
+    ``explain_rows`` rows against ``background_rows`` others
+    (:func:`trustml_lab.interpret.shapley_values`). All randomness comes from ``seed``.
+    ``data`` and ``artefacts`` map file names to sha256 (provenance); ``privacy`` is the
+    DP guarantee, if any. Works for models without gradients (a quantized model) when
+    ``attack`` is a transfer attack (see :func:`transfer_attack`).
+    """
+    from . import versions as _versions
+    from ._validation import check_in_range, check_int, check_seed
+    from .fairness import fairness_report
+    from .interpret import shapley_values
+    from .models import predict, predict_proba
+    from .robustness import pgd, robust_accuracy
+
+    if not isinstance(schema, FeatureSchema):
+        raise TypeError(f"schema: expected a FeatureSchema, got {describe(schema)}")
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"frame: expected a pandas DataFrame of evaluation rows, got {describe(frame)}")
+    if schema.label not in frame.columns:
+        raise ValueError(f"frame: expected the label column {schema.label!r}, got columns {list(frame.columns)}")
+    seed = check_seed(seed)
+    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", low=2)
+    confidence = check_in_range(confidence, "confidence", 0.0, 1.0, low_open=True, high_open=True)
+    robust_rows, explain_rows = check_int(robust_rows, "robust_rows"), check_int(explain_rows, "explain_rows")
+    background_rows = check_int(background_rows, "background_rows")
+    x = schema.encode_frame(frame)
+    y = torch.tensor(frame[schema.label].to_numpy(), dtype=torch.long)
+    groups = schema.groups_frame(frame)
+    y_pred = predict(model, x)
+    estimates = bootstrap_metrics(y, y_pred, groups, n_bootstrap=n_bootstrap, confidence=confidence,
+                                  generator=torch.Generator().manual_seed(seed))
+    rates = []
+    for name, code in groups.items():
+        spec = schema.field(name)
+        table = fairness_report(y, y_pred, code, privileged=1).groups
+        for g, row in table.iterrows():
+            label = "privileged (" + ", ".join(spec.privileged) + ")" if g == 1 else "unprivileged (others)"
+            rates.append(GroupRates(name, label, int(row["size"]), float(row["selection_rate"]), float(row["tpr"]),
+                                    float(row["fpr"]), float(row["accuracy"])))
+    robustness = None
+    if robust_eps:
+        if attack is None:
+            def attack(m, xb, yb, *, eps):
+                return pgd(m, xb, yb, eps=eps, alpha=eps / 4, steps=10, clamp=None,
+                           generator=torch.Generator().manual_seed(seed))
+            attack_name = "L-inf PGD, 10 steps of eps/4, random start (standardized features)"
+        else:
+            attack_name = getattr(attack, "name", getattr(attack, "__name__", "custom attack"))
+        rows = min(robust_rows, len(x))
+        curve = robust_accuracy(model, x[:rows], y[:rows], attack=attack, eps=list(robust_eps), clamp=None)
+        robustness = Robustness(attack_name, tuple(float(e) for e in curve), tuple(float(curve[e]) for e in curve),
+                                rows)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    background = x[order[:background_rows]].double()
+    explained = x[order[background_rows:background_rows + explain_rows]].double()
+    columns = schema.field_columns()
+
+    def approve(z: torch.Tensor) -> torch.Tensor:
+        return predict_proba(model, z)[:, 1].double()
+
+    values = shapley_values(approve, explained, background, groups=list(columns.values())).values
+    mean_abs = values.abs().mean(dim=0).tolist()
+    explanations = dict(sorted(zip(columns, mean_abs), key=lambda kv: -kv[1]))
+    return TrustReport(
+        model=model_name, data=dict(data), evaluation=evaluation, rows=len(x),
+        accuracy=estimates.pop("accuracy")["accuracy"], groups=tuple(rates), fairness=estimates,
+        robustness=robustness, explanations=explanations, privacy=privacy, artefacts=dict(artefacts or {}),
+        versions=_versions(), confidence=confidence, n_bootstrap=n_bootstrap, seed=seed, notes=notes)
+
+
+# --------------------------------------------------------------------------- the release gate
+
+#: The policy file shipped with the package: the chapter's release gate.
+DEFAULT_POLICY = Path(__file__).with_name("release_policy.toml")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of a release policy: its section name, thresholds, attributes, blocking or advisory."""
+
+    name: str
+    thresholds: dict[str, float]
+    attributes: tuple[str, ...] = ()
+    blocking: bool = True
+    required: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ReleasePolicy:
+    """A parsed release policy (:func:`load_policy`): the rules by section name."""
+
+    rules: dict[str, Rule]
+    source: str = ""
+
+
+#: Each section of a policy and its numeric keys: (key, low, high) of the allowed range.
+_POLICY_KEYS = {
+    "accuracy": (("min", 0.0, 1.0),),
+    "selection_rate_ratio": (("min", 0.0, 1.0),),
+    "tpr_ratio": (("min", 0.0, 1.0),),
+    "equal_opportunity_difference": (("max_abs", 0.0, 1.0),),
+    "robust_accuracy": (("eps", 0.0, math.inf), ("min", 0.0, 1.0)),
+    "privacy": (("max_epsilon", 0.0, math.inf),),
+}
+_ATTRIBUTE_RULES = ("selection_rate_ratio", "tpr_ratio", "equal_opportunity_difference")
+
+
+def _policy_number(section: Mapping[str, Any], where: str, key: str, low: float, high: float) -> float:
+    name = f"{where}.{key}"
+    if key not in section:
+        raise ValueError(f"{name}: missing from the policy")
+    value = section[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a number, got {describe(value)}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{name}: expected a finite number in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+def parse_policy(text: str, *, source: str = "") -> ReleasePolicy:
+    """Parse a release policy (TOML text); refuses a missing key, a wrong type or a NaN, naming the key.
+
+    Sections (each optional, at least one): ``accuracy`` (``min``), ``selection_rate_ratio``
+    and ``tpr_ratio`` (``min``, ``attributes``: the four-fifths rule, two-sided),
+    ``equal_opportunity_difference`` (``max_abs``, ``attributes``: judged on the
+    confidence interval), ``robust_accuracy`` (``eps``, ``min``), ``privacy``
+    (``max_epsilon``, ``required``). Any section may set ``blocking = false`` (advisory)
+    and a ``note``.
+
+    >>> policy = parse_policy("[accuracy]\\nmin = 0.8\\n")
+    >>> policy.rules["accuracy"].thresholds
+    {'min': 0.8}
+    >>> parse_policy("[accuracy]\\nmin = nan\\n")
+    Traceback (most recent call last):
+    ...
+    ValueError: accuracy.min: expected a finite number in [0, 1], got nan
+    """
+    import tomllib
+
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected the policy's TOML text, got {describe(text)}")
+    try:
+        payload = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"text: not valid TOML ({err})") from err
+    unknown = sorted(set(payload) - set(_POLICY_KEYS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown policy section; expected some of {sorted(_POLICY_KEYS)}")
+    if not payload:
+        raise ValueError("text: expected at least one rule section, got an empty policy")
+    rules = {}
+    for name, section in payload.items():
+        if not isinstance(section, Mapping):
+            raise TypeError(f"{name}: expected a [section] table, got {describe(section)}")
+        known = {k for k, _, _ in _POLICY_KEYS[name]} | {"blocking", "note"}
+        known |= {"attributes"} if name in _ATTRIBUTE_RULES else set()
+        known |= {"required"} if name == "privacy" else set()
+        extra = sorted(set(section) - known)
+        if extra:
+            raise ValueError(f"{name}.{extra[0]}: unknown key; expected some of {sorted(known)}")
+        thresholds = {k: _policy_number(section, name, k, lo, hi) for k, lo, hi in _POLICY_KEYS[name]}
+        attributes: tuple[str, ...] = ()
+        if name in _ATTRIBUTE_RULES:
+            if "attributes" not in section:
+                raise ValueError(f"{name}.attributes: missing from the policy")
+            value = section["attributes"]
+            if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
+                raise TypeError(f"{name}.attributes: expected a non-empty list of attribute names, "
+                                f"got {describe(value)}")
+            attributes = tuple(value)
+        flags = {}
+        for key, default in (("blocking", True), ("required", False)):
+            value = section.get(key, default)
+            if not isinstance(value, bool):
+                raise TypeError(f"{name}.{key}: expected true or false, got {describe(value)}")
+            flags[key] = value
+        note = section.get("note", "")
+        if not isinstance(note, str):
+            raise TypeError(f"{name}.note: expected a string, got {describe(note)}")
+        rules[name] = Rule(name, thresholds, attributes, flags["blocking"], flags["required"], note)
+    return ReleasePolicy(rules, source)
+
+
+def load_policy(path: str | os.PathLike | None = None) -> ReleasePolicy:
+    """Read a policy file (default: the chapter's, ``trustml_lab/release_policy.toml``).
+
+    >>> sorted(load_policy().rules)[:3]
+    ['accuracy', 'equal_opportunity_difference', 'privacy']
+    """
+    if path is None:
+        path = DEFAULT_POLICY
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a policy file path (str or pathlib.Path) or None, got {describe(path)}")
+    return parse_policy(Path(path).read_text(encoding="utf-8"), source=str(path))
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The verdict of :func:`evaluate_gate`: ``passed`` and one reason per failed blocking rule.
+
+    ``reasons`` and ``warnings`` (failed advisory rules) name the rule, the measured
+    value and the threshold; ``failed`` lists the failed blocking rules' ids
+    (``"tpr_ratio[sex]"``), ``checked`` every rule id judged.
+    """
+
+    passed: bool
+    reasons: tuple[str, ...]
+    warnings: tuple[str, ...]
+    failed: tuple[str, ...]
+    checked: tuple[str, ...]
+
+
+def _two_sided(ratio: float) -> float:
+    return min(ratio, 1 / ratio) if ratio > 0 and math.isfinite(ratio) else (0.0 if ratio == 0 else math.nan)
+
+
+def evaluate_gate(report: TrustReport, policy: ReleasePolicy | None = None) -> GateResult:
+    """Judge ``report`` against ``policy`` (default: :func:`load_policy`'s): one reason per failed rule.
+
+    Rules: accuracy ``>= min``; the four-fifths rule two-sided on selection rate
+    (``min(DI, 1/DI) >= min``) and on TPR (``min(r, 1/r) >= min``, ``r`` the
+    equal-opportunity ratio), per attribute; ``|EOD| <= max_abs`` for the *whole*
+    bootstrap interval (``-max_abs <= low`` and ``high <= max_abs``); accuracy under attack
+    at ``eps`` ``>= min``; ``epsilon <= max_epsilon`` (a model without DP fails only when
+    ``required``). A NaN measurement fails its rule; a metric the report lacks (an
+    attribute, a radius) fails too, saying so.
+    """
+    if not isinstance(report, TrustReport):
+        raise TypeError(f"report: expected a TrustReport, got {describe(report)}")
+    if policy is None:
+        policy = load_policy()
+    if not isinstance(policy, ReleasePolicy):
+        raise TypeError(f"policy: expected a ReleasePolicy (load_policy), got {describe(policy)}")
+    reasons, warnings, failed, checked = [], [], [], []
+
+    def judge(rule: Rule, rule_id: str, ok: bool, text: str) -> None:
+        checked.append(rule_id)
+        if not ok:
+            (reasons if rule.blocking else warnings).append(f"{rule_id}: {text}")
+            if rule.blocking:
+                failed.append(rule_id)
+
+    for name, rule in policy.rules.items():
+        t = rule.thresholds
+        if name == "accuracy":
+            value = report.accuracy.value
+            judge(rule, name, value >= t["min"], f"accuracy = {value:.4f} < min {t['min']:g}")
+        elif name in _ATTRIBUTE_RULES:
+            for attribute in rule.attributes:
+                rule_id = f"{name}[{attribute}]"
+                metrics = report.fairness.get(attribute)
+                if metrics is None:
+                    judge(rule, rule_id, False, f"the report has no attribute {attribute!r} "
+                                                f"(it has {sorted(report.fairness)})")
+                    continue
+                if name == "equal_opportunity_difference":
+                    e = metrics["equal_opportunity_difference"]
+                    ok = -t["max_abs"] <= e.low and e.high <= t["max_abs"]
+                    judge(rule, rule_id, ok, f"equal_opportunity_difference = {e.value:.4f}, "
+                                             f"{report.confidence:.0%} CI [{e.low:.4f}, {e.high:.4f}] not inside "
+                                             f"[-{t['max_abs']:g}, {t['max_abs']:g}]")
+                else:
+                    metric = "disparate_impact" if name == "selection_rate_ratio" else "equal_opportunity_ratio"
+                    value = metrics[metric].value
+                    two = _two_sided(value)
+                    judge(rule, rule_id, two >= t["min"], f"{metric} = {value:.4f}, four-fifths rule "
+                                                          f"min(r, 1/r) = {two:.4f} < min {t['min']:g}")
+        elif name == "robust_accuracy":
+            curve = report.robustness
+            if curve is None or t["eps"] not in curve.eps:
+                measured = [] if curve is None else list(curve.eps)
+                judge(rule, name, False, f"no accuracy measured at eps {t['eps']:g} (measured at {measured})")
+            else:
+                value = curve.at(t["eps"])
+                judge(rule, name, value >= t["min"], f"accuracy under {curve.attack} at eps {t['eps']:g} = "
+                                                     f"{value:.4f} < min {t['min']:g}")
+        elif name == "privacy":
+            if report.privacy is None:
+                judge(rule, name, not rule.required, "no differential-privacy guarantee (epsilon = inf), "
+                                                     f"required with max_epsilon {t['max_epsilon']:g}")
+            else:
+                eps = report.privacy.epsilon
+                judge(rule, name, eps <= t["max_epsilon"], f"epsilon = {eps:.4f} > max_epsilon "
+                                                           f"{t['max_epsilon']:g} (delta {report.privacy.delta:g})")
+    return GateResult(not reasons, tuple(reasons), tuple(warnings), tuple(failed), tuple(checked))
+
+
+# --------------------------------------------------------------------------- the model card
+
+def _ranked(explanations: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Fields by decreasing mean absolute SHAP value (ties by name), whatever order the mapping has."""
+    return sorted(explanations.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _card_sections(report: TrustReport, *, intended_use: str, limitations: str) -> list[tuple[str, list[str]]]:
+    """The card's sections (Mitchell et al. 2019) as Markdown lines."""
+    pct = f"{report.confidence:.0%}"
+    acc = report.accuracy
+    group_rows = ["| attribute | group | rows | selection rate | TPR | FPR | accuracy |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+    group_rows += [f"| {g.attribute} | {g.group} | {g.size} | {g.selection_rate:.3f} | {g.tpr:.3f} | {g.fpr:.3f} | "
+                   f"{g.accuracy:.3f} |" for g in report.groups]
+    metric_rows = [f"| attribute | metric | value | {pct} CI |", "|---|---|---:|---|"]
+    metric_rows += [f"| {a} | {m} | {e.value:.4f} | [{e.low:.4f}, {e.high:.4f}] |"
+                    for a, ms in sorted(report.fairness.items()) for m, e in sorted(ms.items())]
+    robust = ["No robustness evaluation."] if report.robustness is None else [
+        f"Attack: {report.robustness.attack}, on {report.robustness.rows} evaluation rows.", "",
+        "| eps | accuracy |", "|---:|---:|",
+        *[f"| {e:g} | {a:.4f} |" for e, a in zip(report.robustness.eps, report.robustness.accuracy)]]
+    explain = ["| field | mean \\|SHAP\\| |", "|---|---:|",
+               *[f"| {k} | {v:.4f} |" for k, v in _ranked(report.explanations)]]
+    privacy = (["Trained without differential privacy: no privacy guarantee; membership inference "
+                "(chapter 4) is the risk to audit."] if report.privacy is None else
+               [f"DP-SGD: epsilon {report.privacy.epsilon:.3f} at delta {report.privacy.delta:g} "
+                f"({report.privacy.accountant} accountant; sample rate {report.privacy.sample_rate:g}, "
+                f"noise multiplier {report.privacy.noise_multiplier:g}, {report.privacy.steps} steps)."])
+    files = [f"- `{k}`: sha256 `{v}`" for k, v in {**report.data, **report.artefacts}.items()]
+    versions = ", ".join(f"{k} {v}" for k, v in report.versions.items())
+    return [
+        ("Model details", [f"- Model: `{report.model}`", f"- Built with: {versions}",
+                           f"- Report seed {report.seed}; {report.n_bootstrap} bootstrap resamples.",
+                           *([f"- Notes: {report.notes}"] if report.notes else [])]),
+        ("Intended use", [intended_use]),
+        ("Factors", ["Protected attributes audited (never model inputs): "
+                     + ", ".join(sorted(report.fairness)) + ". Groups are privileged vs all others, "
+                     "as aif360's defaults."]),
+        ("Metrics", [f"Accuracy; per group selection rate, TPR, FPR; statistical parity difference, disparate "
+                     f"impact, equal-opportunity difference and ratio, average odds difference (unprivileged minus "
+                     f"privileged, aif360's conventions), each with a {pct} percentile-bootstrap interval; accuracy "
+                     f"under attack; mean absolute Shapley values per field."]),
+        ("Evaluation data", [f"{report.evaluation} ({report.rows} rows)."]),
+        ("Training data", ["Provenance (sha256 of every file):", "", *files]),
+        ("Quantitative analyses", [f"Accuracy {acc.value:.4f} ({pct} CI [{acc.low:.4f}, {acc.high:.4f}]).", "",
+                                   *group_rows, "", *metric_rows, "", "Robustness:", "", *robust, "",
+                                   "Global explanations:", "", *explain, "", "Privacy:", "", *privacy]),
+        ("Ethical considerations", [
+            "Decisions about credit affect people's lives; the label (income > 50K in the 1994 census) carries "
+            "historical inequality between the groups, which no metric removes. The model does not read the "
+            "protected attributes, but other fields (relationship, marital status) act as proxies; the audit "
+            "above measures the outcome, which is what matters."]),
+        ("Caveats and recommendations", [limitations]),
+    ]
+
+
+def model_card(report: TrustReport, *, intended_use: str | None = None, limitations: str | None = None) -> str:
+    """The model card of ``report`` as Markdown, with a Hugging Face YAML header.
+
+    Sections of Mitchell et al. (2019), "Model Cards for Model Reporting": model details,
+    intended use, factors, metrics, evaluation data, training data, quantitative analyses,
+    ethical considerations, caveats and recommendations. The header is
+    ``huggingface_hub.ModelCardData(...).to_yaml()`` with an ``EvalResult`` per measured
+    number (accuracy, each fairness metric, robust accuracy), built offline: nothing is
+    fetched or pushed, no Hub template is used.
+    """
+    from huggingface_hub import EvalResult, ModelCardData
+
+    if not isinstance(report, TrustReport):
+        raise TypeError(f"report: expected a TrustReport, got {describe(report)}")
+    for name, value in (("intended_use", intended_use), ("limitations", limitations)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name}: expected text (str) or None, got {describe(value)}")
+    intended_use = intended_use or ("A teaching model: the credit decision of the course's chapter 6, approve (1) "
+                                    "or deny (0), from a census-style applicant record. Not for real credit "
+                                    "decisions.")
+    limitations = limitations or ("Trained and evaluated on the 1994 US census (UCI Adult); its populations and "
+                                  "income levels differ from any lender's applicants today. Re-audit on your data, "
+                                  "monitor per-group rates in production and gate every release.")
+
+    def result(metric: str, value: float, name: str) -> Any:
+        return EvalResult(task_type="tabular-classification", dataset_type="uci-adult", dataset_name="UCI Adult",
+                          dataset_split="test", metric_type=metric, metric_value=round(value, 6), metric_name=name)
+
+    results = [result("accuracy", report.accuracy.value, "accuracy")]
+    for attribute, metrics in sorted(report.fairness.items()):
+        results += [result(m, e.value, f"{m} ({attribute})") for m, e in sorted(metrics.items())
+                    if math.isfinite(e.value)]
+    if report.robustness is not None:
+        results += [result("robust_accuracy", a, f"accuracy under attack at eps {e:g}")
+                    for e, a in zip(report.robustness.eps, report.robustness.accuracy)]
+    data = ModelCardData(license="mit", library_name="pytorch", model_name=report.model,
+                         tags=["tabular-classification", "fairness", "trustworthy-ml"], eval_results=results)
+    lines = ["---", data.to_yaml(), "---", "", f"# Model card: {report.model}", ""]
+    for title, body in _card_sections(report, intended_use=intended_use, limitations=limitations):
+        lines += [f"## {title}", "", *body, ""]
+    return "\n".join(lines)
+
+
+def _figure_uri(fig: Any) -> str:
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def report_figures(report: TrustReport) -> dict[str, str]:
+    """The report's plots as PNG data URIs: per-group rates, accuracy under attack, explanations."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    figures = {}
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    labels = [f"{g.attribute}: {g.group.split(' ')[0]}" for g in report.groups]
+    xs = np.arange(len(labels))
+    ax.bar(xs - 0.2, [g.selection_rate for g in report.groups], 0.4, label="selection rate")
+    ax.bar(xs + 0.2, [g.tpr for g in report.groups], 0.4, label="TPR")
+    ax.set_xticks(xs, labels)
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title("Per-group rates")
+    figures["groups"] = _figure_uri(fig)
+    if report.robustness is not None:
+        fig, ax = plt.subplots(figsize=(4, 2.6))
+        ax.plot((0.0, *report.robustness.eps), (report.accuracy.value, *report.robustness.accuracy), marker="o")
+        ax.set_xlabel("eps (L-inf, standardized)")
+        ax.set_ylabel("accuracy")
+        ax.set_title("Accuracy under attack")
+        figures["robustness"] = _figure_uri(fig)
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    names = [k for k, _ in _ranked(report.explanations)][::-1]
+    ax.barh(names, [report.explanations[n] for n in names])
+    ax.set_xlabel("mean |SHAP| on P(approve)")
+    ax.set_title("Global explanations")
+    figures["explanations"] = _figure_uri(fig)
+    return figures
+
+
+def model_card_html(report: TrustReport, **card_options: Any) -> str:
+    """The model card as one self-contained HTML page (plots embedded as PNG data URIs, works offline)."""
+    import html
+
+    if not isinstance(report, TrustReport):
+        raise TypeError(f"report: expected a TrustReport, got {describe(report)}")
+    sections = _card_sections(report, intended_use=card_options.get("intended_use") or
+                              "A teaching model for the course's chapter 6; not for real credit decisions.",
+                              limitations=card_options.get("limitations") or
+                              "Trained on the 1994 US census; re-audit on your data and monitor in production.")
+    figures = report_figures(report)
+    out = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
+           f"<title>Model card: {html.escape(report.model)}</title>",
+           "<style>body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}"
+           "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
+           f"<h1>Model card: {html.escape(report.model)}</h1>"]
+    for title, body in sections:
+        out.append(f"<h2>{html.escape(title)}</h2>")
+        table: list[list[str]] = []
+        for line in [*body, ""]:
+            if line.startswith("|"):
+                cells = [c.strip().replace("\\|", "|") for c in line.strip("|").split(" | ")]
+                if not all(set(c) <= set("-:") for c in cells):
+                    table.append(cells)
+                continue
+            if table:
+                head, *rows = table
+                out.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
+                           + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                                     for r in rows) + "</table>")
+                table = []
+            if line.startswith("- "):
+                out.append(f"<ul><li>{html.escape(line[2:])}</li></ul>")
+            elif line:
+                out.append(f"<p>{html.escape(line)}</p>")
+        if title == "Quantitative analyses":
+            out += [f'<img alt="{name}" src="{uri}">' for name, uri in figures.items()]
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- compression
+
+def quantize(model: nn.Module) -> nn.Module:
+    """A dynamically quantized copy of ``model``: int8 weights in every ``nn.Linear`` (CPU inference).
+
+    ``torch.ao.quantization.quantize_dynamic(copy, {nn.Linear}, dtype=torch.qint8)``, the
+    common recipe; ``model`` itself is left unchanged. The copy has no gradients through its
+    quantized layers: attack it with :func:`transfer_attack` from the float model.
+    """
+    import copy
+
+    from torch.ao.quantization import quantize_dynamic
+
+    check_model(model)
+    float_copy = copy.deepcopy(model).cpu().float().eval()
+    return quantize_dynamic(float_copy, {nn.Linear}, dtype=torch.qint8)
+
+
+def transfer_attack(source: nn.Module, *, steps: int = 10, seed: int = 0) -> Any:
+    """An attack that crafts L-inf PGD examples on ``source`` (a float model) and hands them to any model.
+
+    ``attack(model, x, y, *, eps)``, for :func:`trustml_lab.robustness.robust_accuracy`: the
+    examples are computed with ``source``'s gradients (10 steps of eps / 4, random start,
+    no clamp), so a model without gradients (a quantized copy of ``source``) can be
+    evaluated; an upper bound on its robust accuracy, since a white-box attack could do better.
+    """
+    from ._validation import check_int, check_seed
+    from .robustness import pgd
+
+    check_model(source, "source")
+    steps, seed = check_int(steps, "steps"), check_seed(seed)
+
+    def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float) -> torch.Tensor:
+        return pgd(source, x, y, eps=eps, alpha=eps / 4, steps=steps, clamp=None,
+                   generator=torch.Generator().manual_seed(seed))
+
+    attack.name = f"transfer L-inf PGD from the float model, {steps} steps of eps/4, random start"
+    return attack
+
+
+def model_size_bytes(model: nn.Module) -> int:
+    """Bytes of ``model``'s serialized state (packed int8 weights count as stored), via ``torch.save`` to memory."""
+    import io
+
+    check_model(model)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes

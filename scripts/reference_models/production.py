@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import torch
 
-from trustml_lab.data import ManifestEntry, data_dir, load_adult, update_manifest
+from trustml_lab.data import ManifestEntry, data_dir, load_adult, read_manifest, update_manifest
 from trustml_lab.fairness import demographic_parity_penalty, reweighing_weights
 from trustml_lab.models import accuracy, fit
-from trustml_lab.report import CREDIT_MODEL, FeatureSchema, save_bundle
+from trustml_lab.report import CREDIT_MODEL, FeatureSchema, evaluate_gate, model_card, save_bundle, trust_report
 from trustml_lab.robustness import pgd
 
 FIELDS = ("age", "workclass", "education_num", "marital_status", "occupation", "relationship", "capital_gain",
@@ -87,14 +87,37 @@ def train() -> dict:
     acc = accuracy(model, x_test, y_test)
     print(f"{CREDIT_MODEL}: test accuracy {acc:.3f} on {len(y_test)} rows")
     folder = data_dir() / CREDIT_MODEL
-    hashes = save_bundle(folder, model=model, schema=schema)
+    artefacts = save_bundle(folder, model=model, schema=schema)
+    report = credit_report(model, schema, frame, train_rows, artefacts)
+    gate = evaluate_gate(report)
+    print(f"{CREDIT_MODEL}: release gate passed={gate.passed}; reasons {list(gate.reasons)}; "
+          f"warnings {list(gate.warnings)}")
+    hashes = save_bundle(folder, model=model, schema=schema, report=report, card=model_card(report))
     source = (f"Adult credit MLP {HIDDEN}, reweighing by race, equal-opportunity penalty {PENALTY} by sex, "
               f"FGSM-RS eps {EPS} on standardized features, {EPOCHS} epochs Adam lr {LR} batch {BATCH}; "
               f"test accuracy {acc:.3f}")
     n_params = sum(t.numel() for t in model.state_dict().values())
     fields = len(schema.fields)
-    update_manifest([ManifestEntry(f"{CREDIT_MODEL}/schema.json", hashes["schema.json"], fields, 1,
-                                   f"feature schema of {CREDIT_MODEL}: {fields} fields, "
-                                   f"{len(schema.feature_names)} model columns", LICENSE)], data_dir=data_dir())
-    print(f"{CREDIT_MODEL}: {n_params} parameters; schema sha256 {hashes['schema.json']}")
+    update_manifest([
+        ManifestEntry(f"{CREDIT_MODEL}/schema.json", hashes["schema.json"], fields, 1,
+                      f"feature schema of {CREDIT_MODEL}: {fields} fields, {len(schema.feature_names)} model columns",
+                      LICENSE),
+        ManifestEntry(f"{CREDIT_MODEL}/report.json", hashes["report.json"], 1, 1,
+                      f"trust report of {CREDIT_MODEL} (trustml_lab.report.trust_report on the Adult test split)",
+                      LICENSE),
+        ManifestEntry(f"{CREDIT_MODEL}/model_card.md", hashes["model_card.md"], 1, 1,
+                      f"model card of {CREDIT_MODEL} (trustml_lab.report.model_card)", LICENSE),
+    ], data_dir=data_dir())
+    print(f"{CREDIT_MODEL}: {n_params} parameters; files {hashes}")
     return {f"{CREDIT_MODEL}/model.safetensors": (model, source)}
+
+
+def credit_report(model, schema, frame, train_rows, artefacts, *, name: str = CREDIT_MODEL, **options):
+    """The trust report of a credit model on the Adult test split (provenance: the Adult files' sha256)."""
+    manifest = read_manifest()
+    data = {f: manifest[f].sha256 for f in ("adult.data.gz", "adult.test.gz")}
+    test = frame[~train_rows].reset_index(drop=True)
+    return trust_report(model, schema, test, model_name=name, data=data, artefacts=artefacts,
+                        evaluation="UCI Adult test split (census 'test' part), rows without missing values",
+                        notes=f"reweighing by race, equal-opportunity penalty {PENALTY} by sex, FGSM-RS "
+                              f"adversarial training at eps {EPS}", **options)

@@ -1,0 +1,99 @@
+"""Self-checks for chapter 6, Trustworthy ML in production (notebooks 6.1 and 6.2).
+
+Each check computes the reference with the package (:func:`~trustml_lab.report.bootstrap_metrics`,
+:func:`~trustml_lab.report.evaluate_gate`), then runs the learner's function on copies of
+seeded inputs (:func:`~._core.call_learner`), on more than one case, and names the case and
+the learner's value when they differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .. import report as rep
+from ._core import CheckFailed, as_number, call_learner, passed, require, require_close
+
+__all__ = ["check_bootstrap_ci", "check_tpr_rule"]
+
+
+def _decisions(seed: int, n: int, tpr: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    group = (torch.rand(n, generator=g) < 0.6).long()
+    y = (torch.rand(n, generator=g) < 0.4).long()
+    rate = torch.where(group == 1, tpr[1], tpr[0])
+    y_pred = torch.where(y == 1, (torch.rand(n, generator=g) < rate).long(),
+                         (torch.rand(n, generator=g) < 0.15).long())
+    return y, y_pred, group
+
+
+def check_bootstrap_ci(bootstrap_ci: Callable[..., Any]) -> None:
+    """Check ``bootstrap_ci(y_true, y_pred, group, *, n_bootstrap, confidence, generator) -> (low, high)``.
+
+    The percentile-bootstrap interval of the equal-opportunity difference ``TPR_0 - TPR_1``
+    (group 1 privileged): draw all resampled indices at once,
+    ``torch.randint(n, (n_bootstrap, n), generator=generator)``, compute the difference on
+    each resample, and return the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``
+    quantiles (``torch.quantile``'s linear interpolation). Three cases: sizes, gaps and
+    confidence levels differ; the reference is :func:`trustml_lab.report.bootstrap_metrics`
+    with the same seed.
+    """
+    name = "bootstrap_ci"
+    cases = [(0, 400, (0.7, 0.8), 200, 0.95), (1, 1000, (0.5, 0.8), 300, 0.9), (2, 250, (0.75, 0.75), 150, 0.8)]
+    for seed, n, tpr, n_bootstrap, confidence in cases:
+        y, p, group = _decisions(seed, n, tpr)
+        expected = rep.bootstrap_metrics(y, p, {"g": group}, n_bootstrap=n_bootstrap, confidence=confidence,
+                                         generator=torch.Generator().manual_seed(seed))["g"]
+        est = expected["equal_opportunity_difference"]
+        got = call_learner(name, bootstrap_ci, y, p, group, n_bootstrap=n_bootstrap, confidence=confidence,
+                           generator=torch.Generator().manual_seed(seed))
+        case = f"{n} rows, {n_bootstrap} resamples, confidence {confidence}"
+        require(isinstance(got, (tuple, list)) and len(got) == 2, name,
+                f"{case}: expected a pair (low, high), got {type(got).__name__}")
+        low, high = as_number(got[0], name, "low"), as_number(got[1], name, "high")
+        require(low <= high, name, f"{case}: low {low:.4f} is above high {high:.4f}")
+        require_close([low, high], [est.low, est.high], name, case=case, what="(low, high)", tol=1e-9,
+                      hint="draw the indices once with torch.randint(n, (n_bootstrap, n), generator=generator) "
+                           "and use torch.quantile on the float64 differences")
+    passed(name, f"all {len(cases)} intervals equal bootstrap_metrics'")
+
+
+def _report_with(base: rep.TrustReport, ratio: float) -> rep.TrustReport:
+    fairness = {a: dict(m) for a, m in base.fairness.items()}
+    fairness["sex"]["equal_opportunity_ratio"] = rep.Estimate(ratio, ratio, ratio)
+    return dataclasses.replace(base, fairness=fairness)
+
+
+def check_tpr_rule(tpr_rule: Callable[..., Any]) -> None:
+    """Check ``tpr_rule(report, attribute, minimum) -> None or str``: the four-fifths rule on TPR, two-sided.
+
+    Return ``None`` when ``min(r, 1/r) >= minimum`` for ``r =
+    report.fairness[attribute]["equal_opportunity_ratio"].value``, else one line that names the
+    rule (``tpr_ratio``), the measured ratio (4 decimals) and the threshold. A NaN ratio (a
+    group without positives) fails. Cases: ratios 0.9, 0.7, 1.2, 1.3 (a favored group fails
+    too), NaN; the reference is :func:`trustml_lab.report.evaluate_gate`.
+    """
+    name = "tpr_rule"
+    base = rep.load_credit_model().report
+    if base is None:
+        raise CheckFailed(f"{name}: the shipped credit model has no report; restore data/credit_model_v1/")
+    policy = rep.parse_policy("[tpr_ratio]\nmin = 0.8\nattributes = ['sex']\n")
+    for ratio in (0.9, 0.7, 1.2, 1.3, math.nan):
+        report = _report_with(base, ratio)
+        fails = not rep.evaluate_gate(report, policy).passed
+        got = call_learner(name, tpr_rule, report, "sex", 0.8, allow_none=True)
+        case = f"ratio {ratio}"
+        if not fails:
+            require(got is None, name, f"{case}: the rule holds (min(r, 1/r) = {min(ratio, 1 / ratio):.4f} >= 0.8), "
+                                       f"expected None, got {got!r}")
+            continue
+        require(isinstance(got, str), name, f"{case}: the rule fails, expected a reason (str), got {got!r}")
+        require("tpr_ratio" in got, name, f"{case}: the reason should name the rule 'tpr_ratio', got {got!r}")
+        shown = "nan" if math.isnan(ratio) else f"{ratio:.4f}"
+        require(shown in got and "0.8" in got, name,
+                f"{case}: the reason should give the measured ratio ({shown}) and the threshold 0.8, got {got!r}")
+    passed(name, "agrees with evaluate_gate on 5 ratios, the two-sided and NaN cases included")
