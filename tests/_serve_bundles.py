@@ -1,10 +1,10 @@
 """Model versions for the service's tests: the shipped credit model and a biased successor.
 
-``v1`` is the chapter's shipped model (``data/credit_model_v1/``, re-saved into a test folder
-with ``save_bundle`` so a test may tamper with it). ``v2`` has the same schema but a model
-that learned a proxy of sex: it approves exactly the applicants whose ``relationship`` is
-``Husband`` (the Adult census has no female husbands), so its traffic trips the monitor's
-four-fifths rule on selection rates by sex.
+``v1`` is the chapter's shipped model (``data/credit_model_v1/``, with its trust report and
+model card, re-saved into a test folder with ``save_bundle`` so a test may tamper with it).
+``v2`` has the same schema but a model that learned a proxy of sex: it approves exactly the
+applicants whose ``relationship`` is ``Husband`` (the Adult census has no female husbands),
+so its traffic trips the monitor's four-fifths rule on selection rates by sex.
 """
 
 from __future__ import annotations
@@ -75,8 +75,12 @@ def save_versions(root: Path, versions=("v1", "v2")) -> dict[str, dict[str, str]
     bundle = shipped()
     hashes = {}
     for version in versions:
-        model = bundle.model if version == "v1" else husband_model(bundle.schema)
-        hashes[version] = save_bundle(root / version, model=model, schema=bundle.schema, card=card(version))
+        if version == "v1":  # the shipped model with its trust report and model card
+            hashes[version] = save_bundle(root / version, model=bundle.model, schema=bundle.schema,
+                                          report=bundle.report, card=bundle.card)
+        else:
+            hashes[version] = save_bundle(root / version, model=husband_model(bundle.schema), schema=bundle.schema,
+                                          card=card(version))
     return hashes
 
 

@@ -228,7 +228,9 @@ def test_fairness_alert_rolls_back_to_v1_end_to_end(service):
     metrics = client.get("/metrics").json()
     assert metrics["live"] == "v1" and metrics["last_check"]["live"] == "v1"
     assert {v["version"]: v["status"] for v in metrics["versions"]} == {"v1": "healthy", "v2": "unhealthy"}
-    assert client.get("/model-card").text.count("Model card: v1") == 1
+    assert client.get("/model-card").text == bundles.shipped().card  # v1's own card
+    page = client.get("/model-card", headers={"accept": "text/html"}).text
+    assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page  # the report's plots
 
 
 def test_a_tampered_live_version_is_not_served(tmp_path, reference):

@@ -18,8 +18,9 @@ A thin FastAPI layer over the pieces of :mod:`trustml_lab.serve` and
     change of the numeric, non-protected fields that flips it) and the adverse-action
     reasons (the fields that lowered the score most);
 ``GET /model-card``
-    the live version's model card: Markdown, or HTML when the ``Accept`` header asks for
-    ``text/html``;
+    the live version's model card: Markdown, or HTML when the ``Accept`` header prefers
+    ``text/html`` (:func:`trustml_lab.report.model_card_html` of the bundle's trust report,
+    with its plots; the Markdown rendered as HTML when the bundle has no report);
 ``GET /metrics``
     the monitor's report (:meth:`~trustml_lab.serve.monitor.Monitor.evaluate`) of the live
     version's recent traffic, as JSON;
@@ -687,6 +688,10 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
         current = state.current()
         card = current.bundle.card or f"# Model card\n\nVersion {current.version}: no model card was shipped.\n"
         if _wants_html(request.headers.get("accept", "")):
+            if current.bundle.report is not None:  # the report's own rendering, with its plots
+                from ..report import model_card_html
+
+                return HTMLResponse(model_card_html(current.bundle.report))
             return HTMLResponse(_card_html(card, current.version))
         return PlainTextResponse(card, media_type="text/markdown; charset=utf-8")
 
@@ -699,6 +704,11 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
     def dashboard() -> HTMLResponse:
         """Per-group approval and error rates over consecutive windows of the decision log (offline HTML)."""
         return HTMLResponse(state.dashboard(dashboard_windows))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """No icon (a browser asks for one on every page; a 404 would show as a console error)."""
+        return Response(status_code=204)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
