@@ -49,6 +49,11 @@ def test_records(start: int = 0, count: int = 200) -> list[dict]:
     return out
 
 
+def test_labels(start: int = 0, count: int = 200) -> list[int]:
+    """The outcomes (income > 50K: 1) of :func:`test_records`' applicants."""
+    return [int(v) for v in adult()[adult()["split"] == "test"]["income"].iloc[start:start + count]]
+
+
 def husband_model(schema: FeatureSchema) -> torch.nn.Module:
     """An MLP of the schema's shape whose favorable logit is 8 * [relationship=Husband] - 4."""
     model = schema.build_model()

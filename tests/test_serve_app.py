@@ -49,9 +49,12 @@ def saved(tmp_path_factory):
 
 @pytest.fixture
 def service(tmp_path, reference, saved):
-    """v1 (the shipped model) then v2 (approves husbands only) promoted: v2 is live; checks every 50 decisions."""
+    """v1 (the shipped model) then v2 (approves husbands only) promoted: v2 is live; checks every 50 decisions.
+
+    The monitor judges a TPR with 5 known positives in a group (Adult's test part has about 6 women
+    with income > 50K in 200 applicants)."""
     registry = bundles.build_registry(tmp_path, bundles=saved)
-    monitor = Monitor(reference, group="sex", window=200, min_window=150)
+    monitor = Monitor(reference, group="sex", window=300, min_window=200, min_positives=5)
     app = create_app(registry, reference=reference, monitor=monitor, check_every=50, immutable=("age",))
     client = Client(app)
     yield client, registry, bundles.shipped().schema
@@ -181,12 +184,32 @@ def test_openapi_has_an_example_for_each_post(service):
     client, _, schema = service
     spec = client.get("/openapi.json").json()
     posts = [p for p, item in spec["paths"].items() if "post" in item]
-    assert sorted(posts) == ["/explain", "/predict"]
+    assert sorted(posts) == ["/explain", "/outcome", "/predict"]
+    examples = {}
     for path in posts:
         content = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         (example,) = content["examples"].values()
-        assert set(example["value"]) == {s.name for s in schema.fields}
-        assert client.post(path, json=example["value"]).status_code == 200
+        examples[path] = example["value"]
+    for path in ("/predict", "/explain"):
+        assert set(examples[path]) == {s.name for s in schema.fields}
+        assert client.post(path, json=examples[path]).status_code == 200
+    assert set(examples["/outcome"]) == {"request_id", "label"}
+
+
+def test_outcomes_are_recorded_once_for_logged_decisions(service):
+    client, registry, _ = service
+    decided = client.post("/predict", json=applicant(0)).json()
+    answer = client.post("/outcome", json={"request_id": decided["request_id"], "label": 1})
+    assert answer.status_code == 200 and answer.json()["label"] == 1
+    assert registry.decisions()[0].label == 1
+    again = client.post("/outcome", json={"request_id": decided["request_id"], "label": 0})
+    assert again.status_code == 409 and "already has a label" in again.json()["message"]
+    unknown = client.post("/outcome", json={"request_id": "no-such-id", "label": 1})
+    assert unknown.status_code == 404
+    for bad, field in [({"request_id": decided["request_id"], "label": 2}, "label"), ({"label": 1}, "request_id")]:
+        answer = client.post("/outcome", json=bad)
+        assert answer.status_code == 422 and answer.json()["message"].startswith(f"{field}:")
+    assert registry.decisions()[0].label == 1
 
 
 def test_model_card_in_markdown_or_html(service):
@@ -213,13 +236,19 @@ def test_metrics_report_the_live_versions_window(service):
 
 
 def test_fairness_alert_rolls_back_to_v1_end_to_end(service):
+    """v2 approves husbands only: no woman with income > 50K is approved (TPR 0 against about 0.9 for
+    men). Outcomes arrive with each decision; the check after 200+ decisions rolls v2 back."""
     client, registry, _ = service
-    answers = [client.post("/predict", json=body).json() for body in bundles.test_records(0, 260)]
+    answers = []
+    for body, label in zip(bundles.test_records(0, 330), bundles.test_labels(0, 330)):
+        answers.append(client.post("/predict", json=body).json())
+        outcome = {"request_id": answers[-1]["request_id"], "label": label}
+        assert client.post("/outcome", json=outcome).status_code == 200
     served = [a["version"] for a in answers]
-    switch = served.index("v1")  # v2 approves husbands only: the check after 150+ decisions rolls it back
-    assert 150 <= switch <= 250 and set(served[:switch]) == {"v2"} and set(served[switch:]) == {"v1"}
+    switch = served.index("v1")
+    assert 200 <= switch <= 300 and set(served[:switch]) == {"v2"} and set(served[switch:]) == {"v1"}
     v2 = registry.get("v2")
-    assert v2.status == "unhealthy" and "selection_ratio Female vs Male" in v2.reason
+    assert v2.status == "unhealthy" and "tpr_ratio Female vs Male" in v2.reason
     assert registry.live().version == "v1"
     log = registry.decisions()
     assert [d.version for d in log] == served and [d.request_id for d in log] == [a["request_id"] for a in answers]

@@ -44,7 +44,7 @@ const done = arguments[arguments.length - 1];
 
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory):
-    """The service in a uvicorn thread on a free port, with v2 rolled back to v1 by 260 real decisions."""
+    """The service in a uvicorn thread on a free port, with v2 rolled back to v1 by 400 real decisions."""
     missing = check_book.browser_missing()
     if missing:
         if CI:
@@ -55,7 +55,7 @@ def service_url(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-service")
     registry = bundles.build_registry(root)
     reference = bundles.reference(5000)
-    monitor = Monitor(reference, group="sex", window=100, min_window=100)
+    monitor = Monitor(reference, group="sex", window=150, min_window=150, min_positives=4)
     app = create_app(registry, reference=reference, monitor=monitor, check_every=50)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -68,8 +68,12 @@ def service_url(tmp_path_factory):
     port = server.servers[0].sockets[0].getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            served = [client.post("/predict", json=body).json()["version"] for body in bundles.test_records(0, 260)]
+        served = []
+        with httpx.Client(base_url=url, timeout=30) as client:  # decisions and their outcomes: TPR and error rates
+            for body, label in zip(bundles.test_records(0, 400), bundles.test_labels(0, 400)):
+                answer = client.post("/predict", json=body).json()
+                client.post("/outcome", json={"request_id": answer["request_id"], "label": label})
+                served.append(answer["version"])
         assert served[0] == "v2" and served[-1] == "v1"  # the dashboard has a rollback to show
         yield url
     finally:

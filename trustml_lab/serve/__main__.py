@@ -75,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--immutable", default="age",
                         help="comma-separated fields a counterfactual may not change, besides the protected ones "
                              "(default: age)")
-    parser.add_argument("--check-every", type=int, default=50, help="decisions between two rollback checks")
+    parser.add_argument("--check-every", type=int, help="decisions between two rollback checks (default: the "
+                                                            "monitor's window, 500)")
     args = parser.parse_args(argv)
     if not 0 <= args.port < 65536:
         parser.error(f"--port: expected 0-65535, got {args.port}")

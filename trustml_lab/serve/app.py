@@ -17,6 +17,10 @@ A thin FastAPI layer over the pieces of :mod:`trustml_lab.serve` and
     counterfactual (:func:`trustml_lab.interpret.counterfactual`: the smallest sparse
     change of the numeric, non-protected fields that flips it) and the adverse-action
     reasons (the fields that lowered the score most);
+``POST /outcome``
+    records what happened for a logged decision (``{"request_id": ..., "label": 0 or 1}``,
+    once per decision: 404 for an unknown id, 409 for a second outcome); the monitor's TPR
+    and error rates use the decisions whose outcome is known;
 ``GET /model-card``
     the live version's model card: Markdown, or HTML when the ``Accept`` header prefers
     ``text/html`` (:func:`trustml_lab.report.model_card_html` of the bundle's trust report,
@@ -33,15 +37,16 @@ A thin FastAPI layer over the pieces of :mod:`trustml_lab.serve` and
 required, numeric fields finite numbers (not strings, not booleans) within the schema's
 range, categorical fields one of the schema's categories, no unknown field. A body that
 fails gets a 422 whose ``detail`` lists each error's field (``loc``) and whose
-``message`` names the first (``"credit_amount: Input should be ..."``); malformed JSON
+``message`` names the first (``"capital_gain: Input should be ..."``); malformed JSON
 gets a 422 too, a body over 64 KiB a 413. A rejected request logs nothing.
 
 **Versions and rollback.** The model is the registry's live version, loaded after
 :meth:`~trustml_lab.serve.registry.Registry.verified_live` has checked every artefact's
 sha256 against the registry (no pickle anywhere: weights are safetensors). Every
-``check_every`` decisions the service applies :func:`~trustml_lab.serve.rollback.check_live`:
-on a fairness or drift alert of the monitor the registry marks the version unhealthy and
-the previous healthy version is served from the next request on (and the log shows it).
+``check_every`` decisions (default: one monitor window) the service applies
+:func:`~trustml_lab.serve.rollback.check_live`: on a fairness or drift alert of the monitor
+the registry marks the version unhealthy and the previous healthy version is served from
+the next request on (and the log shows it).
 A version whose schema differs from the one the service validates against is refused
 (marked unhealthy). With no healthy version left, ``/predict`` answers 503.
 
@@ -85,7 +90,7 @@ from .._validation import check_in_range, check_int, describe
 from ..interpret import MAX_EXACT_FEATURES, counterfactual, kernel_shap, shapley_values
 from .monitor import Monitor
 from .registry import NoHealthyVersionError, Registry, VersionRecord
-from .rollback import check_live
+from .rollback import _check_triggers, check_live
 
 __all__ = [
     "ExplainResponse",
@@ -103,6 +108,10 @@ MAX_BODY_BYTES = 64 * 1024
 #: standard deviations in all (the first is cheap and finds the near flips).
 COUNTERFACTUAL_STEPS = (10, 80)
 COUNTERFACTUAL_STEP = 0.1
+#: The alerts that roll a version back by default: the release policy blocks on equal opportunity
+#: (TPR ratio and difference) and treats the selection-rate ratio as advisory (Adult's base rates
+#: differ by sex); drift always (the model was not tested on such traffic).
+ROLLBACK_ON = ("tpr_ratio", "tpr_difference", "drift")
 #: A field is an adverse-action reason when it lowered the score by more than this.
 REASON_MIN_SHAP = 1e-3
 #: The deepest JSON nesting accepted; deeper bodies get a 422 before they are parsed.
@@ -214,6 +223,24 @@ class PredictResponse(BaseModel):
     threshold: float
     decision: int = Field(description="1: approved (score >= threshold), 0: denied")
     approved: bool
+
+
+class Outcome(BaseModel):
+    """The body of ``/outcome``: a logged decision's request id and what happened (0 or 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+    label: Literal[0, 1]
+
+
+class OutcomeResponse(BaseModel):
+    """The decision an outcome was recorded for."""
+
+    request_id: str
+    version: str
+    decision: int
+    label: int
 
 
 class Contribution(BaseModel):
@@ -593,9 +620,9 @@ def _safe_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor | None = None,
-               group: str | None = None, check_every: int = 50, threshold: float = 0.5,
+               group: str | None = None, check_every: int | None = None, threshold: float = 0.5,
                background_size: int = 32, explain_samples: int = 512, immutable: Sequence[str] = (),
-               dashboard_windows: int = 20,
+               dashboard_windows: int = 20, rollback_on: Sequence[str] = ROLLBACK_ON,
                load: Callable[[VersionRecord], Any] | None = None) -> FastAPI:
     """The FastAPI app serving ``registry``'s live version (see the module docstring).
 
@@ -604,10 +631,18 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
     example body of the OpenAPI document, and the monitor's reference. ``monitor``:
     default a :class:`~trustml_lab.serve.monitor.Monitor` of ``reference``'s schema
     fields with ``group`` (default: the schema's first categorical protected field) as the group.
-    ``check_every``: decisions between two rollback checks. ``threshold``: the score
+    ``check_every``: decisions between two rollback checks (default: the monitor's
+    ``window``, so that each check judges new traffic: checking overlapping windows more
+    often looks at the same evidence again and raises the chance of a false alarm above the
+    monitor's stated rate). ``threshold``: the score
     at or above which an application is approved. ``explain_samples``: KernelSHAP's
     coalitions when there are more than 16 fields. ``immutable``: fields a
     counterfactual may not change (besides the protected and categorical ones).
+    ``rollback_on``: the monitor's alerts that roll a version back
+    (:func:`~trustml_lab.serve.rollback.check_live`); default :data:`ROLLBACK_ON`, the
+    release policy's blocking rules (equal opportunity: the TPR rules) and drift, while a
+    selection-rate alert is advisory (reported by ``/metrics``), as in
+    ``trustml_lab/release_policy.toml``.
     ``load``: how a verified version record becomes a bundle (default:
     :func:`trustml_lab.report.load_bundle` of its directory).
     """
@@ -618,7 +653,8 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
                         f"got {describe(reference)}")
     if monitor is not None and not isinstance(monitor, Monitor):
         raise TypeError(f"monitor: expected a trustml_lab.serve.Monitor or None, got {describe(monitor)}")
-    check_every = check_int(check_every, "check_every")
+    if check_every is not None:
+        check_every = check_int(check_every, "check_every")
     threshold = check_in_range(threshold, "threshold", 0.0, 1.0)
     background_size = check_int(background_size, "background_size")
     explain_samples = check_int(explain_samples, "explain_samples", low=2)
@@ -641,7 +677,8 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
             group = protected[0]
         monitor = Monitor(reference[names], group=group)
     state.monitor = monitor
-    state.check_every = check_every
+    state.rollback_on = _check_triggers(rollback_on)
+    state.check_every = monitor.window if check_every is None else check_every
     _warm_up(served, monitor)
 
     Application = request_model(served.schema, example=served.example)
@@ -681,6 +718,21 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
         """Explain one application's decision: Shapley values per field and, for a denial, a counterfactual.
         Not logged (the decision is made by /predict)."""
         return state.current().explain(application.model_dump(by_alias=True))
+
+    @app.post("/outcome", response_model=OutcomeResponse)
+    async def outcome(body: Annotated[Outcome, Body(openapi_examples={"repaid": {
+            "summary": "the outcome of a logged decision", "value": {"request_id": "<from /predict>", "label": 1}}})]
+                      ) -> dict[str, Any]:
+        """Record the outcome of a logged decision (1: the favorable outcome happened), once; the monitor's
+        true positive and error rates are computed over the decisions with a known outcome."""
+        try:
+            record = registry.record_label(body.request_id, body.label)
+        except ValueError as err:
+            status = 409 if "already has a label" in str(err) else 404
+            return JSONResponse({"detail": [{"loc": ["body", "request_id"], "msg": str(err), "type": "request_id"}],
+                                 "message": str(err)}, status_code=status)
+        return {"request_id": record.request_id, "version": record.version, "decision": record.decision,
+                "label": record.label}
 
     @app.get("/model-card", responses={200: {"content": {"text/markdown": {}, "text/html": {}}}})
     def model_card(request: Request) -> Response:
@@ -742,6 +794,7 @@ class _State:
         self.served: ServedModel | None = None
         self.monitor: Monitor | None = None
         self.check_every = 50
+        self.rollback_on: tuple[str, ...] = ()
         self.since_check = 0
         self.lock = threading.Lock()
         self.last_check: dict[str, Any] | None = None
@@ -786,7 +839,7 @@ class _State:
         """Apply the rollback rule to the live version's traffic; load the new live version if it changed."""
         with self.lock:
             try:
-                result = check_live(self.registry, self.monitor)
+                result = check_live(self.registry, self.monitor, rollback_on=self.rollback_on)
             except NoHealthyVersionError:
                 self.served = None
                 raise
