@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from trustml_lab.serve import Registry
+from trustml_lab.serve.app import BackgroundService
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 90.0
@@ -65,18 +66,17 @@ def stop(process: subprocess.Popen) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """``python -m trustml_lab.serve`` on the shipped model (BackgroundService: a free port, a bounded wait)."""
     root = tmp_path_factory.mktemp("service")
-    port = free_port()
-    process = start_service(root, port)
-    url = f"http://127.0.0.1:{port}"
+    service = BackgroundService(["--db", root / "registry.db"], timeout_s=START_TIMEOUT_S)
     try:
-        wait_until_up(process, url)
         registry = Registry(root / "registry.db")
-        yield url, process, registry
+        yield service.url, service.process, registry
         registry.close()
     finally:
-        output = stop(process)
-    assert "Traceback" not in output, output[-3000:]
+        assert service.stop() is not None and service.process.poll() is not None
+    output = service.log()
+    assert "trustml_lab.serve: version credit_model_v1 on" in output and "Traceback" not in output, output[-3000:]
 
 
 @pytest.fixture(scope="module")

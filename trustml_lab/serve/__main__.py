@@ -22,6 +22,7 @@ import torch
 
 from ..data import sha256_file
 from .app import create_app, register_bundle
+from .monitor import Monitor
 from .registry import NoHealthyVersionError, Registry
 
 
@@ -75,8 +76,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--immutable", default="age",
                         help="comma-separated fields a counterfactual may not change, besides the protected ones "
                              "(default: age)")
+    parser.add_argument("--window", type=int, default=500, help="decisions per monitoring window (default 500)")
+    parser.add_argument("--min-window", type=int, default=200, help="decisions before any alert (default 200)")
+    parser.add_argument("--min-positives", type=int, default=30,
+                        help="known positives of a group before its TPR is judged (default 30)")
     parser.add_argument("--check-every", type=int, help="decisions between two rollback checks (default: the "
-                                                            "monitor's window, 500)")
+                                                            "monitor's window)")
     args = parser.parse_args(argv)
     if not 0 <= args.port < 65536:
         parser.error(f"--port: expected 0-65535, got {args.port}")
@@ -100,7 +105,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         reference = pd.read_csv(args.reference) if args.reference is not None else default_reference(schema)
         names = {spec.name for spec in schema.fields}
         immutable = [f for f in args.immutable.split(",") if f in names]
-        app = create_app(registry, reference=reference, check_every=args.check_every, immutable=immutable)
+        group = next(s.name for s in schema.fields if s.protected and s.kind == "categorical")
+        monitor = Monitor(reference[[s.name for s in schema.fields]], group=group, window=args.window,
+                          min_window=min(args.min_window, args.window), min_positives=args.min_positives)
+        app = create_app(registry, reference=reference, monitor=monitor, check_every=args.check_every,
+                         immutable=immutable)
 
         import uvicorn
 

@@ -93,6 +93,7 @@ from .registry import NoHealthyVersionError, Registry, VersionRecord
 from .rollback import _check_triggers, check_live
 
 __all__ = [
+    "BackgroundService",
     "ExplainResponse",
     "PredictResponse",
     "ServedModel",
@@ -966,3 +967,84 @@ def _dashboard_html(series: Sequence[Any], versions: Sequence[VersionRecord], ev
             f"<h2>Versions</h2><table><tr><th>version</th><th>status</th><th>live</th><th>reason</th></tr>{rows}"
             f"</table><h2>Recent events</h2><ul>{trail}</ul>")
     return _page("Fairness dashboard", body)
+
+
+# --------------------------------------------------------------------------- the service in the background
+
+class BackgroundService:
+    """``python -m trustml_lab.serve`` in a child process on a free port of 127.0.0.1 (for notebooks).
+
+    Waits (at most ``timeout_s``) until ``/health`` answers; :meth:`stop` ends the process
+    (terminate, then kill) and is called at interpreter exit too, so the service never
+    outlives its notebook. ``arguments`` are the CLI's (``["--db", path, ...]``); :meth:`log`
+    is what it printed. Use it as a context manager, or call :meth:`stop` in a ``finally``.
+    """
+
+    def __init__(self, arguments: Sequence[str] = (), *, timeout_s: float = 120.0) -> None:
+        import atexit
+        import os
+        import socket
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        if isinstance(arguments, (str, bytes)) or not isinstance(arguments, Sequence):
+            raise TypeError(f"arguments: expected a sequence of command-line arguments, got {describe(arguments)}")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "TRUSTML_THREADS": os.environ.get("TRUSTML_THREADS", "1")}
+        import tempfile
+
+        self._log = tempfile.NamedTemporaryFile(mode="w+", prefix="trustml-serve-", suffix=".log", delete=False)
+        self.log_path = self._log.name
+        self.process = subprocess.Popen([sys.executable, "-m", "trustml_lab.serve", "--port", str(self.port),
+                                         *map(str, arguments)], env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT, text=True)
+        atexit.register(self.stop)
+        deadline = time.monotonic() + check_in_range(timeout_s, "timeout_s", 0.0, 3600.0, low_open=True)
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited with {self.process.returncode}: {self.log()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"the service did not answer {self.url}/health within {timeout_s:g} s")
+            time.sleep(0.2)
+
+    def stop(self) -> int | None:
+        """End the service (idempotent); its exit code."""
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        self._log.close()
+        return self.process.returncode
+
+    def log(self) -> str:
+        """What the service printed (its start line, warnings, any traceback)."""
+        from pathlib import Path
+
+        return Path(self.log_path).read_text(errors="replace")
+
+    def __enter__(self) -> "BackgroundService":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.process.poll() is None else f"stopped ({self.process.returncode})"
+        return f"BackgroundService({self.url}, {state})"
