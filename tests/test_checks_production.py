@@ -29,10 +29,49 @@ def tpr_rule(report, attribute, minimum):
     return f"tpr_ratio[{attribute}]: equal_opportunity_ratio = {r:.4f} < min {minimum}"
 
 
+def encode_record(schema, record):
+    values = []
+    for field in schema.fields:
+        if field.protected:
+            continue
+        if field.kind == "numeric":
+            values.append((record[field.name] - field.mean) / field.std)
+        else:
+            values.extend(1.0 if record[field.name] == c else 0.0 for c in field.categories)
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def eod_interval_rule(report, attribute, max_abs):
+    e = report.fairness[attribute]["equal_opportunity_difference"]
+    if -max_abs <= e.low and e.high <= max_abs:
+        return None
+    return f"equal_opportunity_difference[{attribute}]: CI [{e.low:.4f}, {e.high:.4f}] outside +-{max_abs}"
+
+
 def test_right_answers_pass(capsys):
     checks.production.check_bootstrap_ci(bootstrap_ci)
     checks.production.check_tpr_rule(tpr_rule)
-    assert capsys.readouterr().out.count("PASS") == 2
+    checks.production.check_encode_record(encode_record)
+    checks.production.check_eod_interval_rule(eod_interval_rule)
+    assert capsys.readouterr().out.count("PASS") == 4
+
+
+def test_a_point_rule_fails_the_interval_check():
+    def on_the_point(report, attribute, max_abs):
+        e = report.fairness[attribute]["equal_opportunity_difference"]
+        return None if abs(e.value) <= max_abs else f"equal_opportunity_difference {e.low:.4f} {e.high:.4f}"
+
+    with pytest.raises(CheckFailed, match="judge the interval"):
+        checks.production.check_eod_interval_rule(on_the_point)
+
+
+def test_encoding_the_protected_fields_fails():
+    def with_protected(schema, record):
+        out = encode_record(schema, record)
+        return torch.cat([out, torch.tensor([1.0 if record["sex"] == "Male" else 0.0])])
+
+    with pytest.raises(CheckFailed, match="skip protected fields"):
+        checks.production.check_encode_record(with_protected)
 
 
 def test_a_normal_approximation_interval_fails():

@@ -739,6 +739,11 @@ class TrustReport:
             raise ValueError(f"text: malformed report ({err})") from err
 
 
+def _one_hot(cells: torch.Tensor, count: int) -> torch.Tensor:
+    """float64 one-hot rows of ``cells`` (values 0 .. count - 1)."""
+    return torch.nn.functional.one_hot(cells, count).double()
+
+
 def _side_metrics(conf: torch.Tensor) -> dict[str, torch.Tensor]:
     """The report's metrics from confusion tables ``(..., 2 groups, 2 true, 2 pred)``, group 1 privileged."""
     n = conf.sum(dim=(-1, -2))
@@ -757,19 +762,22 @@ def _side_metrics(conf: torch.Tensor) -> dict[str, torch.Tensor]:
 def bootstrap_metrics(y_true: Any, y_pred: Any, groups: Mapping[str, Any], *, n_bootstrap: int = 1000,
                       confidence: float = 0.95, generator: torch.Generator | None = None,
                       internal_batch_size: int = 100) -> dict[str, dict[str, Estimate]]:
-    """Percentile-bootstrap intervals of accuracy and of each fairness metric, batched.
+    r"""Percentile-bootstrap intervals of accuracy and of each fairness metric, batched.
 
-    Draws the resampled row indices once, ``(n_bootstrap, n)`` from ``generator``, and
-    computes every resample's per-group confusion tables with one call of
-    :func:`trustml_lab.fairness.group_confusion` per attribute and chunk of
-    ``internal_batch_size`` resamples (a group code ``2 b + g`` for resample ``b``), so
-    there is no Python loop over resamples. Each metric's value is the full sample's; the
-    interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of the
-    resamples (linear interpolation, numpy's default). Each resample's numbers equal
-    :func:`trustml_lab.fairness.fairness_report` on the same resampled rows
-    (``benchmarks/production.py`` checks it against a loop). ``groups`` maps each
-    protected attribute to 0/1 codes (1 privileged). Returns ``{"accuracy": {"accuracy":
-    ...}, attribute: {metric: Estimate}}``.
+    Draws the resampled row indices once, ``torch.randint(n, (n_bootstrap, n),
+    generator=generator)``, and turns them into a count matrix :math:`W` (``W[b, i]``: how
+    often row ``i`` is in resample ``b``). A resample's per-group confusion table is then
+    :func:`trustml_lab.fairness.group_confusion` with ``sample_weight=W[b]`` (a weighted
+    ``bincount`` of ``4 g + 2 y + \hat y``), so all of them at once are one matrix product
+    :math:`W\,E` with the rows' one-hot cells :math:`E` (``n`` x 8): no Python loop over
+    resamples, and exact (the counts are whole numbers in float64). ``internal_batch_size``
+    resamples are counted at a time (a memory knob). Each metric's value is the full
+    sample's; the interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``
+    quantiles of the finite resampled values (linear interpolation, numpy's default). Each
+    resample's numbers equal :func:`trustml_lab.fairness.fairness_report` on the same
+    resampled rows (``tests/test_report.py`` and ``benchmarks/production.py`` compare them
+    with a loop). ``groups`` maps each protected attribute to 0/1 codes (1 privileged).
+    Returns ``{"accuracy": {"accuracy": ...}, attribute: {metric: Estimate}}``.
 
     >>> y = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0] * 25); p = torch.tensor([1, 0, 0, 1, 0, 1, 1, 0] * 25)
     >>> sex = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0] * 25)
@@ -795,19 +803,23 @@ def bootstrap_metrics(y_true: Any, y_pred: Any, groups: Mapping[str, Any], *, n_
     generator = check_generator(generator)
     internal_batch_size = check_int(internal_batch_size, "internal_batch_size")
     where = generator.device if generator is not None else "cpu"
-    index = torch.randint(n, (n_bootstrap, n), generator=generator, device=where).to(y_true.device)
+    device = y_true.device
+    index = torch.randint(n, (n_bootstrap, n), generator=generator, device=where).to(device)
     correct = (y_true == y_pred).double()
-    accuracy = torch.cat([correct[chunk].mean(dim=1) for chunk in index.split(internal_batch_size)])
-    sample = {"accuracy": {"accuracy": (correct.mean(), accuracy)}}
-    for name, code in codes.items():
-        tables = []
-        for chunk in index.split(internal_batch_size):
-            b = len(chunk)
-            offset = 2 * torch.arange(b, device=chunk.device)[:, None]
-            tables.append(group_confusion(y_true[chunk].flatten(), y_pred[chunk].flatten(),
-                                          (offset + code[chunk]).flatten(), num_groups=2 * b).reshape(b, 2, 2, 2))
+    # one matrix E: the 8 one-hot cells of every attribute, then the correct flag (one pass over W)
+    cells = torch.cat([_one_hot(4 * code + 2 * y_true + y_pred, 8) for code in codes.values()]
+                      + [correct[:, None]], dim=1)
+    counted = []
+    for chunk in index.split(internal_batch_size):
+        b = len(chunk)
+        offset = n * torch.arange(b, device=device)[:, None]
+        weights = torch.bincount((chunk + offset).flatten(), minlength=b * n).reshape(b, n).double()
+        counted.append(weights @ cells)
+    counted = torch.cat(counted)
+    sample = {"accuracy": {"accuracy": (correct.mean(), counted[:, -1] / n)}}
+    for k, (name, code) in enumerate(codes.items()):
         full = _side_metrics(group_confusion(y_true, y_pred, code, num_groups=2))
-        resampled = _side_metrics(torch.cat(tables))
+        resampled = _side_metrics(counted[:, 8 * k:8 * (k + 1)].reshape(-1, 2, 2, 2))
         sample[name] = {m: (full[m], resampled[m]) for m in REPORT_METRICS}
     q = torch.tensor([(1 - confidence) / 2, (1 + confidence) / 2], dtype=torch.float64)
     out: dict[str, dict[str, Estimate]] = {}
@@ -1316,16 +1328,20 @@ def quantize(model: nn.Module) -> nn.Module:
     """A dynamically quantized copy of ``model``: int8 weights in every ``nn.Linear`` (CPU inference).
 
     ``torch.ao.quantization.quantize_dynamic(copy, {nn.Linear}, dtype=torch.qint8)``, the
-    common recipe; ``model`` itself is left unchanged. The copy has no gradients through its
+    common recipe; ``model`` itself is left unchanged. (torch 2.14 warns that its quantized
+    tensor functions are deprecated; that one warning is silenced here.) The copy has no gradients through its
     quantized layers: attack it with :func:`transfer_attack` from the float model.
     """
     import copy
+    import warnings
 
     from torch.ao.quantization import quantize_dynamic
 
     check_model(model)
     float_copy = copy.deepcopy(model).cpu().float().eval()
-    return quantize_dynamic(float_copy, {nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # torch 2.14 announces that its quantized tensor functions are deprecated
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        return quantize_dynamic(float_copy, {nn.Linear}, dtype=torch.qint8)
 
 
 def transfer_attack(source: nn.Module, *, steps: int = 10, seed: int = 0) -> Any:

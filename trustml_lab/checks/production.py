@@ -18,7 +18,7 @@ import torch
 from .. import report as rep
 from ._core import CheckFailed, as_number, call_learner, passed, require, require_close
 
-__all__ = ["check_bootstrap_ci", "check_tpr_rule"]
+__all__ = ["check_bootstrap_ci", "check_encode_record", "check_eod_interval_rule", "check_tpr_rule"]
 
 
 def _decisions(seed: int, n: int, tpr: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -97,3 +97,69 @@ def check_tpr_rule(tpr_rule: Callable[..., Any]) -> None:
         require(shown in got and "0.8" in got, name,
                 f"{case}: the reason should give the measured ratio ({shown}) and the threshold 0.8, got {got!r}")
     passed(name, "agrees with evaluate_gate on 5 ratios, the two-sided and NaN cases included")
+
+
+def check_encode_record(encode_record: Callable[..., Any]) -> None:
+    """Check ``encode_record(schema, record) -> tensor``: one applicant's feature vector, as the model reads it.
+
+    Walk ``schema.fields`` in order, skip the protected ones, write ``(v - mean) / std`` for a
+    numeric field and a one-hot block over ``categories`` for a categorical one: a 1-d
+    float32 tensor of ``len(schema.feature_names)`` values. Three records of the Adult test
+    split (a young and an old applicant, a rare native country); the reference is
+    :meth:`trustml_lab.report.FeatureSchema.encode`.
+    """
+    name = "encode_record"
+    schema = rep.load_credit_model().schema
+    records = [
+        {"age": 17, "workclass": "Private", "education_num": 7, "marital_status": "Never-married",
+         "occupation": "Other-service", "relationship": "Own-child", "capital_gain": 0, "capital_loss": 0,
+         "hours_per_week": 20, "native_country": "United-States", "sex": "Female", "race": "White"},
+        {"age": 64, "workclass": "Self-emp-inc", "education_num": 16, "marital_status": "Married-civ-spouse",
+         "occupation": "Exec-managerial", "relationship": "Husband", "capital_gain": 15024, "capital_loss": 0,
+         "hours_per_week": 60, "native_country": "India", "sex": "Male", "race": "Asian-Pac-Islander"},
+        {"age": 35, "workclass": "Local-gov", "education_num": 10, "marital_status": "Divorced",
+         "occupation": "Protective-serv", "relationship": "Unmarried", "capital_gain": 0, "capital_loss": 1902,
+         "hours_per_week": 45, "native_country": "Holand-Netherlands", "sex": "Male", "race": "Black"},
+    ]
+    for i, record in enumerate(records):
+        expected = schema.encode([record])[0]
+        got = call_learner(name, encode_record, schema, dict(record))
+        case = f"record {i} (age {record['age']}, {record['native_country']})"
+        require(isinstance(got, torch.Tensor), name, f"{case}: expected a torch tensor, got {type(got).__name__}")
+        require(got.shape == expected.shape, name, f"{case}: expected shape {tuple(expected.shape)} (one value per "
+                                                   f"model column), got {tuple(got.shape)}; skip protected fields")
+        require_close(got, expected, name, case=case, what="the features", tol=1e-5,
+                      hint="standardize with the field's mean and std; one-hot in the order of its categories")
+    passed(name, f"all {len(records)} records equal FeatureSchema.encode")
+
+
+def check_eod_interval_rule(eod_interval_rule: Callable[..., Any]) -> None:
+    r"""Check ``eod_interval_rule(report, attribute, max_abs) -> None or str``: \|EOD\| judged on its interval.
+
+    Return ``None`` when the whole confidence interval of
+    ``report.fairness[attribute]["equal_opportunity_difference"]`` lies inside
+    ``[-max_abs, max_abs]``, else one line naming the rule (``equal_opportunity_difference``)
+    and the interval's bounds (4 decimals). Cases: an interval inside, one whose point is
+    inside but whose lower end is not, one above, one exactly on the bound (passes); the
+    reference is :func:`trustml_lab.report.evaluate_gate`.
+    """
+    name = "eod_interval_rule"
+    base = rep.load_credit_model().report
+    policy = rep.parse_policy("[equal_opportunity_difference]\nmax_abs = 0.1\nattributes = ['race']\n")
+    for value, low, high in ((0.0, -0.05, 0.06), (-0.07, -0.13, -0.01), (0.15, 0.11, 0.2), (0.05, 0.0, 0.1)):
+        fairness = {a: dict(m) for a, m in base.fairness.items()}
+        fairness["race"]["equal_opportunity_difference"] = rep.Estimate(value, low, high)
+        report = dataclasses.replace(base, fairness=fairness)
+        fails = not rep.evaluate_gate(report, policy).passed
+        got = call_learner(name, eod_interval_rule, report, "race", 0.1, allow_none=True)
+        case = f"EOD {value} with interval [{low}, {high}]"
+        if not fails:
+            require(got is None, name, f"{case}: the interval is inside [-0.1, 0.1], expected None, got {got!r}")
+            continue
+        require(isinstance(got, str), name, f"{case}: the rule fails, expected a reason (str), got {got!r}"
+                + (" (judge the interval, not the point)" if got is None and abs(value) <= 0.1 else ""))
+        require("equal_opportunity_difference" in got, name,
+                f"{case}: the reason should name the rule 'equal_opportunity_difference', got {got!r}")
+        require(f"{low:.4f}" in got and f"{high:.4f}" in got, name,
+                f"{case}: the reason should give the interval ({low:.4f}, {high:.4f}), got {got!r}")
+    passed(name, "agrees with evaluate_gate on 4 intervals, the point-inside-interval-outside case included")
