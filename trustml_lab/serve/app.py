@@ -832,7 +832,10 @@ class _State:
             if due:
                 self.since_check = 0
         if due:
-            self.check()
+            try:
+                self.check()
+            except NoHealthyVersionError:  # this decision stands (a healthy version made it); the next gets 503
+                pass
         return {"request_id": request_id, "version": served.version, "score": score, "threshold": served.threshold,
                 "decision": decision, "approved": bool(decision)}
 
