@@ -49,6 +49,8 @@ BAD = [
     Bad("create_app", lambda: service(threshold=1.5), "threshold", "a threshold above 1"),
     Bad("create_app", lambda: service(explain_samples=1), "explain_samples", "one coalition"),
     Bad("create_app", lambda: service(immutable="age"), "immutable", "one string for a sequence"),
+    Bad("create_app", lambda: service(rollback_on=("latency",)), "rollback_on", "an unknown alert kind"),
+    Bad("create_app", lambda: service(rollback_on="drift"), "rollback_on", "one string for a sequence"),
     Bad("register_bundle", lambda: (("registry.db", "v9", folder()), {}), "registry", "a path for a Registry"),
     Bad("register_bundle", lambda: ((registry(), "v9", folder()), {}), "directory", "a folder without a bundle"),
     Bad("register_bundle", lambda: ((registry(), "v9", 42), {}), "directory", "a number for a folder"),

@@ -59,7 +59,7 @@ Start it with ``python -m trustml_lab.serve --port 8000`` (see
 >>> create_app(registry, reference=None)
 Traceback (most recent call last):
 ...
-TypeError: reference: expected a pandas DataFrame of raw model inputs (the training data), got None
+TypeError: reference: expected a pandas DataFrame of raw model inputs (the training data), got NoneType None
 >>> registry.close()
 """
 
