@@ -279,7 +279,7 @@ def test_no_healthy_version_is_a_503(service):
     registry.mark_unhealthy("v1", "retired")
     with pytest.raises(Exception, match="no version is live"):
         registry.mark_unhealthy("v2", "retired too")
-    for i in range(50):  # the next check finds nothing live
+    for i in range(51):  # the 50th decision's check finds nothing live: the 51st request is refused
         answer = client.post("/predict", json=applicant(i))
         if answer.status_code != 200:
             break

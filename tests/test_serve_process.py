@@ -186,3 +186,14 @@ def test_a_fuzz_of_malformed_bodies_gets_4xx_never_5xx(server, bodies):
     accepted = sum(1 for k, s in statuses.items() if s == 200 and k[1] == "/predict")  # a flip inside a number
     assert registry.count_decisions() == before + accepted + 1
     assert process.poll() is None
+
+
+def test_the_latency_benchmark_runs_at_a_tiny_size(server):
+    """benchmarks/_serving.py against this process: 4 clients, a few requests (numbers, no target)."""
+    from benchmarks._serving import TARGETS_MS, measure, report
+
+    url, process, _ = server
+    numbers = measure(url=url, clients=4, predict_requests=20, explain_requests=4, warmup=8)
+    assert all(numbers[k] > 0 for k in ("predict_p50", "predict_p95", "explain_p95", "predict_per_s"))
+    assert numbers["predict_p50"] <= numbers["predict_p95"] and set(TARGETS_MS) <= set(numbers)
+    assert "| /predict |" in report(numbers) and process.poll() is None

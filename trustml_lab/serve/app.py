@@ -71,6 +71,7 @@ import html
 import io
 import json
 import math
+import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -82,9 +83,9 @@ import pandas as pd
 import torch
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import StarletteHTTPException as HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from starlette.exceptions import HTTPException
 
 from .._validation import check_in_range, check_int, describe
 from ..interpret import MAX_EXACT_FEATURES, counterfactual, kernel_shap, shapley_values
@@ -892,13 +893,57 @@ def _wants_html(accept: str) -> bool:
 
 
 def _card_html(card: str, version: str) -> str:
-    try:
-        from markdown_it import MarkdownIt
+    return _page(f"Model card, version {html.escape(version)}", _markdown_html(_strip_front_matter(card)))
 
-        body = MarkdownIt("commonmark").enable("table").render(_strip_front_matter(card))
-    except ImportError:  # pragma: no cover - markdown-it-py comes with jupyterlab
-        body = f"<pre>{html.escape(card)}</pre>"
-    return _page(f"Model card, version {html.escape(version)}", body)
+
+def _markdown_html(text: str) -> str:
+    r"""The Markdown a model card uses as HTML: ``#`` headings, pipe tables, ``-`` lists, paragraphs
+    (everything escaped; other markup stays as text).
+
+    >>> _markdown_html("# Card\n\n| a | b |\n|---|---|\n| 1 | <2> |\n\n- x\n")
+    '<h1>Card</h1><table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>&lt;2&gt;</td></tr></table><ul><li>x</li></ul>'
+    """
+    out: list[str] = []
+    table: list[list[str]] = []
+    items: list[str] = []
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        if table:
+            head, *rows = table
+            out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+                       + "</table>")
+            table.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
+            items.clear()
+        if paragraph:
+            out.append(f"<p>{' '.join(paragraph)}</p>")
+            paragraph.clear()
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        heading = re.match(r"(#{1,6})\s+(.*)", line)
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if not all(set(c) <= set("-: ") for c in cells):
+                table.append(cells)
+            continue
+        if line.startswith("- "):
+            if table or paragraph:
+                flush()
+            items.append(html.escape(line[2:]))
+            continue
+        if items or table or not line or heading:
+            flush()
+        if heading:
+            level = len(heading.group(1))
+            out.append(f"<h{level}>{html.escape(heading.group(2))}</h{level}>")
+        elif line:
+            paragraph.append(html.escape(line))
+    flush()
+    return "".join(out)
 
 
 def _strip_front_matter(card: str) -> str:
