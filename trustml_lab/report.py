@@ -766,12 +766,12 @@ def bootstrap_metrics(y_true: Any, y_pred: Any, groups: Mapping[str, Any], *, n_
 
     Draws the resampled row indices once, ``torch.randint(n, (n_bootstrap, n),
     generator=generator)``, and turns them into a count matrix :math:`W` (``W[b, i]``: how
-    often row ``i`` is in resample ``b``). A resample's per-group confusion table is then
+    often row ``i`` is in resample ``b``, a ``scatter_add`` of ones). A resample's per-group confusion table is then
     :func:`trustml_lab.fairness.group_confusion` with ``sample_weight=W[b]`` (a weighted
     ``bincount`` of ``4 g + 2 y + \hat y``), so all of them at once are one matrix product
     :math:`W\,E` with the rows' one-hot cells :math:`E` (``n`` x 8): no Python loop over
-    resamples, and exact (the counts are whole numbers in float64). ``internal_batch_size``
-    resamples are counted at a time (a memory knob). Each metric's value is the full
+    resamples, and exact (whole-number counts, exact in float32 below 2**24 rows).
+    ``internal_batch_size`` resamples are counted at a time (a memory knob). Each metric's value is the full
     sample's; the interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``
     quantiles of the finite resampled values (linear interpolation, numpy's default). Each
     resample's numbers equal :func:`trustml_lab.fairness.fairness_report` on the same
@@ -807,15 +807,16 @@ def bootstrap_metrics(y_true: Any, y_pred: Any, groups: Mapping[str, Any], *, n_
     index = torch.randint(n, (n_bootstrap, n), generator=generator, device=where).to(device)
     correct = (y_true == y_pred).double()
     # one matrix E: the 8 one-hot cells of every attribute, then the correct flag (one pass over W)
+    # every entry of W E is a whole number <= n: exact in float32 while n < 2**24 (any summation order)
+    dtype = torch.float32 if n < 2**24 else torch.float64
     cells = torch.cat([_one_hot(4 * code + 2 * y_true + y_pred, 8) for code in codes.values()]
-                      + [correct[:, None]], dim=1)
+                      + [correct[:, None]], dim=1).to(dtype)
     counted = []
+    ones = torch.ones((), dtype=dtype, device=device)
     for chunk in index.split(internal_batch_size):
-        b = len(chunk)
-        offset = n * torch.arange(b, device=device)[:, None]
-        weights = torch.bincount((chunk + offset).flatten(), minlength=b * n).reshape(b, n).double()
+        weights = torch.zeros(chunk.shape, dtype=dtype, device=device).scatter_add_(1, chunk, ones.expand(chunk.shape))
         counted.append(weights @ cells)
-    counted = torch.cat(counted)
+    counted = torch.cat(counted).double()
     sample = {"accuracy": {"accuracy": (correct.mean(), counted[:, -1] / n)}}
     for k, (name, code) in enumerate(codes.items()):
         full = _side_metrics(group_confusion(y_true, y_pred, code, num_groups=2))
