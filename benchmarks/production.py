@@ -87,3 +87,14 @@ def cases(*, smoke: bool = False) -> list[Case]:
                  reference=lambda: _loop(y, p, groups, resamples), reference_name="loop of fairness_report",
                  min_speedup=20.0, target=">= 20x faster than a loop of fairness_report, same intervals",
                  check=same, repeats=1 if smoke else 3)]
+
+
+# --------------------------------------------------------------------------- the service's latency (part C)
+
+def serving_latency(**options):
+    """``/predict`` p50/p95 and ``/explain`` p95 (ms) under 50 concurrent clients against a real uvicorn
+    process; targets ``/predict`` p95 <= 20 ms, ``/explain`` p95 <= 200 ms. Not a ratio against a
+    reference, so not a :class:`Case`: run ``python -m benchmarks._serving`` (see ``benchmarks/_serving.py``)."""
+    from ._serving import measure
+
+    return measure(**options)

@@ -329,4 +329,5 @@ def test_no_serve_module_imports_pickle():
         tree = ast.parse(path.read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-        assert not names & {"pickle", "dill", "joblib", "cloudpickle", "shelve", "fastapi"}, path.name
+        web = set() if path.name == "app.py" else {"fastapi"}  # the HTTP layer alone imports FastAPI
+        assert not names & ({"pickle", "dill", "joblib", "cloudpickle", "shelve"} | web), path.name

@@ -119,3 +119,18 @@ def test_bad_arguments_are_refused(service, kwargs, arg):
     call = {"registry": registry, "monitor": monitor, **kwargs}
     with pytest.raises((TypeError, ValueError), match=arg):
         check_live(call.pop("registry"), call.pop("monitor"), **call)
+
+
+def test_rollback_on_single_alert_kinds_keeps_the_others_advisory(service, german):
+    """A release policy that blocks on TPR rules only: a selection-rate alert is reported, not acted on."""
+    registry, monitor = service
+    frame, features = german
+    index = np.arange(700, 1000)
+    male = (frame["sex"] == "male").to_numpy()[index]
+    log(registry, traffic(frame, features, index, male), "v2")  # approves men only; no outcomes recorded
+    kept = check_live(registry, monitor, rollback_on=("tpr_ratio", "tpr_difference", "drift"))
+    assert not kept.rolled_back and kept.live == "v2"
+    assert "selection_ratio" in {a.kind for a in kept.report.alerts}
+    rolled = check_live(registry, monitor, rollback_on=("selection_ratio",))
+    assert rolled.rolled_back and rolled.live == "v1" and rolled.reason.startswith("monitor alerts: selection_ratio")
+    assert "selection_difference" not in rolled.reason

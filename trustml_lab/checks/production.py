@@ -163,3 +163,76 @@ def check_eod_interval_rule(eod_interval_rule: Callable[..., Any]) -> None:
         require(f"{low:.4f}" in got and f"{high:.4f}" in got, name,
                 f"{case}: the reason should give the interval ({low:.4f}, {high:.4f}), got {got!r}")
     passed(name, "agrees with evaluate_gate on 4 intervals, the point-inside-interval-outside case included")
+
+
+# --------------------------------------------------------------------------- notebook 6.3: serving and monitoring
+
+def check_psi(psi: Callable[..., Any]) -> None:
+    r"""Check ``psi(reference, current, bins) -> float``: the population stability index of one numeric feature.
+
+    Bins: the reference's quantiles at ``1/bins, ..., (bins-1)/bins`` (``numpy.quantile``), right-closed
+    (``numpy.searchsorted(edges, x, side="left")`` is a value's bin); shares :math:`p_b` (reference) and
+    :math:`q_b` (current) floored at ``1e-4``; :math:`\sum_b (q_b - p_b) \ln(q_b / p_b)`. Four cases on
+    Adult's ages and hours: no shift, a shift of the mean, a changed spread, and a discrete feature with
+    tied quantiles (empty bins add nothing); the reference is :func:`trustml_lab.serve.drift.psi`.
+    """
+    from ..data import load_adult
+    from ..serve.drift import psi as reference_psi
+
+    name = "psi"
+    frame = load_adult().dropna(subset=["age", "hours_per_week"])
+    train = frame[frame["split"] == "train"]
+    test = frame[frame["split"] == "test"]
+    age, hours = train["age"].to_numpy(float), train["hours_per_week"].to_numpy(float)
+    cases = [("the test part's ages", age, test["age"].to_numpy(float)[:500], 10),
+             ("ages ten years older", age, test["age"].to_numpy(float)[:500] + 10, 10),
+             ("hours spread twice as wide", hours, 40 + 2 * (test["hours_per_week"].to_numpy(float)[:500] - 40), 5),
+             ("hours (many ties at 40)", hours, test["hours_per_week"].to_numpy(float)[500:900], 20)]
+    for case, ref, cur, bins in cases:
+        expected = float(reference_psi(torch.from_numpy(ref), torch.from_numpy(cur), bins=bins))
+        got = as_number(call_learner(name, psi, ref.copy(), cur.copy(), bins), name, "the PSI")
+        require_close(got, expected, name, case=f"{case}, {bins} bins", what="the PSI", tol=1e-9,
+                      hint="edges = np.quantile(reference, np.arange(1, bins) / bins); bins with "
+                           "np.searchsorted(edges, x, side='left'); floor both shares at 1e-4")
+    passed(name, f"equals trustml_lab.serve.drift.psi on {len(cases)} shifts of Adult's features")
+
+
+def check_tpr_alert(tpr_alert: Callable[..., Any]) -> None:
+    r"""Check ``tpr_alert(tp_a, pos_a, tp_b, pos_b, *, min_ratio, level) -> bool``: a four-fifths alert on evidence.
+
+    Alert (True) only when the evidence excludes the allowed region: the one-sided Clopper-Pearson
+    upper bound of group a's TPR (``tp_a`` of ``pos_a`` positives approved) at confidence
+    ``1 - level`` is below ``min_ratio`` times group b's one-sided lower bound at the same level
+    (:func:`trustml_lab._stats.clopper_pearson` with ``alternative="less"`` / ``"greater"``). This
+    is the cautious rule of :mod:`trustml_lab.serve.monitor`'s docstring: valid, less powerful
+    than the monitor's MOVER bound. Cases: a clear gap, the same gap on a handful of positives
+    (no alert: too little evidence), equal rates, and a gap just past the four-fifths line on a
+    large window, two cases where a two-sided interval at the same level would not alert.
+    """
+    import numpy as np
+
+    from .._stats import clopper_pearson
+
+    name = "tpr_alert"
+    cases = [(5, 60, 50, 60), (1, 6, 5, 6), (40, 50, 41, 50), (700, 1000, 900, 1000), (0, 0, 10, 12),
+             (52, 100, 90, 100), (66, 100, 90, 100)]  # the last two: one-sided and two-sided bounds disagree
+    for tp_a, pos_a, tp_b, pos_b in cases:
+        for min_ratio, level in ((0.8, 0.01), (0.9, 0.05)):
+            if pos_a == 0:
+                expected = False  # no positives: no evidence
+            else:
+                upper = float(clopper_pearson(torch.tensor(tp_a), torch.tensor(pos_a), confidence=1 - level,
+                                              alternative="less").high)
+                lower = float(clopper_pearson(torch.tensor(tp_b), torch.tensor(pos_b), confidence=1 - level,
+                                              alternative="greater").low)
+                expected = upper < min_ratio * lower
+            got = call_learner(name, tpr_alert, tp_a, pos_a, tp_b, pos_b, min_ratio=min_ratio, level=level)
+            case = f"TPR {tp_a}/{pos_a} against {tp_b}/{pos_b}, min_ratio {min_ratio}, level {level}"
+            require(isinstance(got, (bool, np.bool_)), name, f"{case}: expected True or False, got {got!r}")
+            hint = (" (a handful of positives is not evidence: use the bounds, not the rates)"
+                    if expected is False and pos_a and tp_a / pos_a < min_ratio * tp_b / pos_b else "")
+            require(bool(got) == expected, name, f"{case}: expected {expected}, got {got}{hint}")
+    passed(name, f"agrees with the Clopper-Pearson rule on {2 * len(cases)} cases, small windows included")
+
+
+__all__ += ["check_psi", "check_tpr_alert"]  # noqa: PLE0605

@@ -16,8 +16,9 @@ the web service, so that no trust logic lives only in the service:
   set (RDP composition with Opacus's accountant; refuses a training over budget).
 
 The names most used are importable from here: ``from trustml_lab.serve import Registry,
-Monitor, PrivacyLedger, check_live``. The HTTP layer (FastAPI) is built on these and
-imports them; nothing here imports FastAPI.
+Monitor, PrivacyLedger, check_live``. The HTTP layer, :mod:`trustml_lab.serve.app`
+(FastAPI; run it with ``python -m trustml_lab.serve``), is built on these and imports them;
+no other module here imports FastAPI, and this package does not import the app.
 """
 
 from __future__ import annotations

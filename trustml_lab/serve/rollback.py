@@ -45,12 +45,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .._validation import describe
-from .monitor import Monitor, WindowReport
+from .monitor import ALERT_KINDS, Monitor, WindowReport
 from .registry import Registry
 
 __all__ = ["CheckResult", "check_live"]
 
 TRIGGERS = ("fairness", "drift")
+#: What ``rollback_on`` may name: a class of alerts (``"fairness"``, ``"drift"``) or one alert kind
+#: (``"tpr_ratio"``, ...), e.g. the release policy's blocking rules only.
+TRIGGER_NAMES = TRIGGERS + tuple(k for k in ALERT_KINDS if k not in TRIGGERS)
 
 
 @dataclass(frozen=True)
@@ -73,15 +76,20 @@ class CheckResult:
 
 def _check_triggers(rollback_on: Any) -> tuple[str, ...]:
     if isinstance(rollback_on, str) or not isinstance(rollback_on, Sequence):
-        raise TypeError(f"rollback_on: expected a sequence drawn from {TRIGGERS}, got {describe(rollback_on)}")
-    unknown = [t for t in rollback_on if t not in TRIGGERS]
+        raise TypeError(f"rollback_on: expected a sequence drawn from {TRIGGER_NAMES}, got {describe(rollback_on)}")
+    unknown = [t for t in rollback_on if t not in TRIGGER_NAMES]
     if unknown:
-        raise ValueError(f"rollback_on: expected kinds drawn from {TRIGGERS}, got {unknown[0]!r}")
+        raise ValueError(f"rollback_on: expected kinds drawn from {TRIGGER_NAMES}, got {unknown[0]!r}")
     return tuple(rollback_on)
 
 
 def check_live(registry: Registry, monitor: Monitor, *, rollback_on: Sequence[str] = TRIGGERS) -> CheckResult:
     """Evaluate the live version's recent traffic and roll it back on an alert of a kind in ``rollback_on``.
+
+    ``rollback_on`` names classes of alerts (``"fairness"``: any selection-rate or TPR rule,
+    ``"drift"``) or single alert kinds (``"tpr_ratio"``, ``"tpr_difference"``,
+    ``"selection_ratio"``, ``"selection_difference"``); the other alerts are reported in
+    the result's ``report`` and do not roll back.
 
     Raises :class:`~trustml_lab.serve.registry.NoHealthyVersionError` when nothing is
     live, or when the rollback leaves nothing to serve (the version is marked all the same).
@@ -94,7 +102,7 @@ def check_live(registry: Registry, monitor: Monitor, *, rollback_on: Sequence[st
     live = registry.live()
     rows = registry.decisions(version=live.version, after=live.live_since, last=monitor.window)
     report = monitor.evaluate(rows, version=live.version)
-    firing = [a for a in report.alerts if ("fairness" if a.is_fairness else "drift") in triggers]
+    firing = [a for a in report.alerts if a.kind in triggers or ("fairness" if a.is_fairness else "drift") in triggers]
     if not firing:
         return CheckResult(live.version, report, False, None, live.version)
     reason = "monitor alerts: " + "; ".join(f"{a.kind} {a.feature_or_group} ({a.evidence})" for a in firing)
