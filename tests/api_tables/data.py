@@ -26,6 +26,8 @@ VALID = {
     "load_mnist_split": lambda: ((), {"test_size": 0.2, "seed": 0}),
     "train_test_split": lambda: ((torch.arange(20.0), torch.arange(20) % 2),
                                  {"test_size": 0.25, "stratify": torch.arange(20) % 2, "seed": 0}),
+    "load_sentiment": lambda: ((), {"source": "tweets", "min_abs_rating": 0.5}),
+    "load_sentiment_lexicon": lambda: ((), {}),
 }
 
 BAD = [
@@ -42,6 +44,8 @@ BAD = [
     Bad("load_mnist", lambda: ((), {"n_per_class": 0}), "n_per_class", "zero per class"),
     Bad("load_mnist_split", lambda: ((), {"test_size": 1.5}), "test_size", "test size above 1"),
     Bad("verified_path", lambda: (("no-such-file.gz",), {}), "no-such-file.gz", "a file not in the manifest"),
+    Bad("load_sentiment", lambda: ((), {"source": "imdb"}), "source", "an unknown source"),
+    Bad("load_sentiment", lambda: ((), {"min_abs_rating": 5.0}), "min_abs_rating", "a threshold off the scale"),
 ]
 
 EXEMPT = {
