@@ -17,7 +17,7 @@ TEST_ENV := TRUSTML_THREADS=1 TRUSTML_PROGRESS=0 PYTHONHASHSEED=0 PYTHONPATH=$(C
 WORKERS ?= 2
 NBVAL := --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: lab test test-package test-notebooks lint bench notebooks execute venv book-deps clean
+.PHONY: lab test test-package test-notebooks lint bench notebooks execute venv book-deps book book-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,11 @@ lab: venv
 
 test: test-package test-notebooks
 
-test-package: venv
-	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --doctest-modules trustml_lab tests -p no:cacheprovider
+# tests/test_book.py builds the book: the package tests need the book's dependencies. Its tests
+# share one xdist group (--dist loadgroup), so one worker builds and checks the book while the
+# other runs the rest.
+test-package: venv book-deps
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --doctest-modules trustml_lab tests scripts -p no:cacheprovider
 
 test-notebooks: venv
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile $(NBVAL) notebooks solutions
@@ -63,6 +66,15 @@ notebooks: venv
 execute: venv
 	$(TEST_ENV) $(BIN)/python scripts/execute_notebooks.py $(NB)
 	$(BIN)/python scripts/make_student_notebooks.py
+
+# The course website in _build/html: README, every notebook of solutions/ with its committed
+# outputs, the API reference; offline (scripts/build_book.py). book-check opens every page in
+# headless Chromium and writes screenshots to _build/screenshots (scripts/check_book.py).
+book: book-deps
+	$(TEST_ENV) $(BIN)/python scripts/build_book.py
+
+book-check: book
+	$(BIN)/python scripts/check_book.py _build/html --screenshots _build/screenshots
 
 clean:
 	rm -rf $(VENV)

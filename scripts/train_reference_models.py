@@ -27,7 +27,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # run as a script; importing it (doctests) changes nothing
+    sys.path.insert(0, str(ROOT))
 
 import trustml_lab  # noqa: E402
 from trustml_lab.data import ManifestEntry, data_dir, update_manifest  # noqa: E402

@@ -34,12 +34,35 @@ def test_setup_returns_best_device_and_sets_threads(monkeypatch):
     assert torch.get_num_threads() == 1
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"), ({"seed": 0, "threads": 0}, "threads"),
+@pytest.mark.parametrize("kwargs, name, error", [
+    ({"seed": -1}, "seed", ValueError), ({"seed": 2**32}, "seed", ValueError), ({"seed": 1.5}, "seed", TypeError),
+    ({"seed": float("nan")}, "seed", TypeError), ({"seed": True}, "seed", TypeError),
+    ({"seed": 0, "threads": 0}, "threads", ValueError), ({"seed": 0, "threads": 1.0}, "threads", TypeError),
 ])
-def test_setup_rejects_bad_arguments(kwargs, name):
-    with pytest.raises(ValueError, match=name):
+def test_setup_rejects_bad_arguments(kwargs, name, error):
+    with pytest.raises(error, match=f"^{name}: "):
         trustml_lab.setup(**kwargs)
+
+
+def test_setup_takes_numpy_integers_and_the_largest_numpy_seed():
+    trustml_lab.setup(seed=np.int64(5), threads=np.int32(1))
+    a = torch.rand(2)
+    trustml_lab.setup(seed=5, threads=1)
+    assert torch.equal(a, torch.rand(2))
+    trustml_lab.setup(seed=2**32 - 1, threads=1)
+
+
+def test_a_positional_seed_still_works_for_a_release_with_a_future_warning():
+    trustml_lab.setup(seed=3, threads=1)
+    expected = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
+    with pytest.warns(FutureWarning, match=r"setup\(seed=\.\.\.\)"):
+        trustml_lab.setup(3, threads=1)
+    got = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
+    assert got[:2] == expected[:2] and torch.equal(got[2], expected[2])
+    with pytest.raises(TypeError, match="keyword"):
+        trustml_lab.setup(1, seed=2)
+    with pytest.raises(TypeError, match="keyword"):
+        trustml_lab.setup(1, 2)
 
 
 def test_setup_rejects_bad_thread_variable(monkeypatch):

@@ -40,7 +40,8 @@ def test_runtime_and_test_dependencies_are_the_course_stack():
         "safetensors", "aif360", "fairlearn", "captum", "shap", "opacus",
         "transformers", "tokenizers", "huggingface-hub", "fastapi", "uvicorn", "httpx", "pydantic",
         "duckdb", "polars", "pyarrow", "jupyterlab", "ipykernel",
-        "pytest", "nbval", "pytest-xdist", "hypothesis", "ruff", "selenium", "jupyter-book",
+        "pytest", "nbval", "pytest-xdist", "hypothesis", "ruff", "selenium", "filelock", "jupyter-book",
+        "django-static-mathjax",
     }
 
 

@@ -1,6 +1,9 @@
 """The maintainer scripts: student-notebook generation and reproducible data files."""
 
+import contextlib
 import gzip
+import importlib.util
+import io
 import sys
 from pathlib import Path
 
@@ -54,3 +57,22 @@ def test_gzip_output_is_byte_reproducible():
 def test_rows_and_columns_are_counted_like_the_manifest():
     assert build_data.count_rows_columns("german.data", b"A11 6 A34\nA12 48 A32\n") == (2, 3)
     assert build_data.count_rows_columns("adult.test", b"|1x3 Cross validator\n1, a\n2, b\n\n") == (2, 2)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("*.py")))
+def test_importing_a_script_does_nothing(script, monkeypatch):
+    """`make test-package` collects the scripts' doctests, so importing one must not act:
+    no output, no change to sys.path or to data/, nothing run."""
+    monkeypatch.syspath_prepend(str(ROOT))  # as under `make`, which sets PYTHONPATH to the checkout
+    path_before = list(sys.path)
+    data_before = {p.name: p.stat().st_mtime_ns for p in (ROOT / "data").iterdir()}
+    spec = importlib.util.spec_from_file_location(f"_imported_{Path(script).stem}", ROOT / "scripts" / script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # as an import does (dataclasses look it up)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        spec.loader.exec_module(module)
+    assert out.getvalue() == ""
+    assert sys.path == path_before
+    assert {p.name: p.stat().st_mtime_ns for p in (ROOT / "data").iterdir()} == data_before
+    assert callable(getattr(module, "main", None)), "a script acts in main(), called under __main__ only"

@@ -51,3 +51,23 @@ def test_checks_name_the_argument():
 def test_check_binary_accepts_bools_and_returns_int64():
     out = check_binary(torch.tensor([True, False]), "y")
     assert out.dtype == torch.int64 and out.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("value, error", [(-1, ValueError), (2**32, ValueError), (1.0, TypeError),
+                                          (True, TypeError), (float("nan"), TypeError), ("0", TypeError)])
+def test_check_seed_refuses_what_numpy_and_torch_would_not_take_alike(value, error):
+    from trustml_lab._validation import check_seed
+
+    with pytest.raises(error, match="^seed: "):
+        check_seed(value)
+
+
+def test_check_seed_accepts_the_whole_range_that_numpy_accepts():
+    from trustml_lab._validation import MAX_SEED, check_seed
+
+    for value in (0, np.int64(5), np.uint32(MAX_SEED), MAX_SEED):
+        seed = check_seed(value)
+        assert isinstance(seed, int) and seed == int(value)
+        np.random.default_rng(seed)  # a seed check_seed accepts, numpy accepts too
+        np.random.RandomState(seed)  # noqa: NPY002 - the legacy generator has the narrowest range
+        torch.Generator().manual_seed(seed)

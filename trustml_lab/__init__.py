@@ -7,13 +7,19 @@ starts with :func:`setup` and prints :func:`versions`.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import random
+import warnings
+from collections.abc import Callable
 from importlib import metadata
+from typing import Any
 
 import numpy as np
 import torch
+
+from ._validation import check_int, check_seed
 
 __all__ = ["__version__", "setup", "versions", "banner"]
 
@@ -43,34 +49,55 @@ def _best_device() -> torch.device:
     return torch.device("cpu")
 
 
-def setup(seed: int = 0, *, threads: int | None = None) -> torch.device:
+def _keyword_seed(function: Callable[..., torch.device]) -> Callable[..., torch.device]:
+    """Let ``setup(0)`` (the old positional seed) work for one more release, with a FutureWarning."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> torch.device:
+        if args:
+            if len(args) > 1 or "seed" in kwargs:
+                raise TypeError("setup: takes keyword arguments only: setup(seed=0, threads=1)")
+            warnings.warn("setup: pass the seed by keyword, setup(seed=...); a positional seed will be "
+                          "refused in a future release", FutureWarning, stacklevel=2)
+            kwargs["seed"] = args[0]
+        return function(**kwargs)
+
+    return wrapper
+
+
+@_keyword_seed
+def setup(*, seed: int = 0, threads: int | None = None) -> torch.device:
     """Make a session reproducible and return the best available device.
 
-    Seeds Python, NumPy and PyTorch (all devices) with ``seed``, turns on PyTorch's
-    deterministic algorithms (warning, not failing, where an operation has none) and
-    PyTorch's native CPU convolutions instead of oneDNN's (which can differ in the last
-    bits between processes),
-    sets the number of torch threads (``threads``, else the environment variable
-    ``TRUSTML_THREADS``, else torch's default) and returns ``cuda``, ``mps`` or
+    Seeds Python, NumPy and PyTorch (all devices) with ``seed`` (an int in
+    ``[0, 2**32 - 1]``, the range NumPy accepts), turns on PyTorch's deterministic
+    algorithms (warning, not failing, where an operation has none) and PyTorch's native
+    CPU convolutions instead of oneDNN's (which can differ in the last bits between
+    processes), sets the number of torch threads (``threads``, else the environment
+    variable ``TRUSTML_THREADS``, else torch's default) and returns ``cuda``, ``mps`` or
     ``cpu``, in that order of preference.
+
+    Both arguments are keyword-only; ``setup(0)`` still works in this release, with a
+    ``FutureWarning``.
 
     >>> device = setup(seed=0, threads=1)
     >>> device.type in {"cpu", "cuda", "mps"}
     True
     >>> torch.get_num_threads()
     1
+    >>> setup(seed=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: seed: expected an int in [0, 4294967295], got -1
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    seed = check_seed(seed)
     if threads is None and os.environ.get("TRUSTML_THREADS"):
         raw = os.environ["TRUSTML_THREADS"]
         if not raw.isdigit() or int(raw) < 1:
             raise ValueError(f"TRUSTML_THREADS: expected a positive integer, got {raw!r}")
         threads = int(raw)
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
-        torch.set_num_threads(threads)
+        torch.set_num_threads(check_int(threads, "threads", low=1))
     # cuBLAS needs this to be deterministic; it must be set before cuBLAS starts.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)

@@ -491,3 +491,27 @@ def renamed_arguments(**renames: str) -> Callable[[_F], _F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+# --------------------------------------------------------------------------- seeds (appended for issue 9, core)
+
+#: The largest seed: seeds are unsigned 32-bit integers, the range NumPy's global generator and
+#: scikit-learn's ``random_state`` accept, so one seed works with every library of the course.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """Check a seed: an int (Python or NumPy, not bool) in ``[0, 2**32 - 1]``; return it as int.
+
+    >>> check_seed(np.int64(7))
+    7
+    >>> check_seed(2**32)
+    Traceback (most recent call last):
+    ...
+    ValueError: seed: expected an int in [0, 4294967295], got 4294967296
+    >>> check_seed(float("nan"))
+    Traceback (most recent call last):
+    ...
+    TypeError: seed: expected an int, got float nan
+    """
+    return check_int(value, name, low=0, high=MAX_SEED)

@@ -1,14 +1,19 @@
 """The course's data sets, read offline from ``data/`` and checked against its MANIFEST.
 
-=================  =======  ========  ==============================================
-loader             samples  features  target
-=================  =======  ========  ==============================================
-load_german_credit   1,000    20 (+sex) ``good_credit``: 1 good risk (700), 0 bad (300)
-load_adult          48,842    14      ``income``: 1 ">50K" (11,687), 0 "<=50K"
-load_mnist           5,000    28x28   digit 0-9, 500 images per class
-load_sentiment      23,703    text    ``label``: sign of the mean human rating (movies:
-                                      10,072 kept at ``min_abs_rating=0.5``, 49.6% positive)
-=================  =======  ========  ==============================================
+==================  =======  ========  ===============================================  ================================
+loader              samples  features  target                                           protected (1 = privileged)
+==================  =======  ========  ===============================================  ================================
+load_german_credit  1,000    20        ``good_credit``: 1 good risk (700), 0 bad (300)  ``sex`` (male), ``age`` (> 25)
+load_adult          48,842   14        ``income``: 1 ">50K" (11,687), 0 "<=50K"         ``sex`` (male), ``race`` (white)
+load_mnist          5,000    28x28     digit 0-9, 500 images per class                  none
+load_sentiment      23,703   text      ``label``: sign of the mean human rating         none
+                                       (movies: 10,072 kept at ``min_abs_rating=0.5``,
+                                       49.6% positive)
+==================  =======  ========  ===============================================  ================================
+
+The protected attributes and their privileged values are aif360's defaults
+(``GermanDataset``: male, age > 25; ``AdultDataset``: male, white); ``sex`` of German
+credit is decoded from ``personal_status`` and is not one of its 20 features.
 
 Every loader verifies its file's sha256 against ``data/MANIFEST`` first and raises
 :class:`DataIntegrityError` (or ``FileNotFoundError``) naming the file when it is
@@ -29,7 +34,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._validation import as_tensor, check_same_length, describe
+from ._validation import (
+    as_tensor,
+    check_in_range,
+    check_int,
+    check_labels,
+    check_same_length,
+    check_seed,
+    describe,
+)
 
 __all__ = [
     "DataIntegrityError",
@@ -85,6 +98,8 @@ def sha256_file(path: str | os.PathLike) -> str:
     >>> len(sha256_file(data_dir() / "MANIFEST"))
     64
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a file path (str or pathlib.Path), got {describe(path)}")
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -98,6 +113,8 @@ def read_manifest(folder: Path | None = None) -> dict[str, ManifestEntry]:
     >>> read_manifest()["german.data.gz"].rows
     1000
     """
+    if folder is not None and not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder: expected a folder path (str or pathlib.Path) or None, got {describe(folder)}")
     folder = data_dir() if folder is None else Path(folder)
     path = folder / "MANIFEST"
     if not path.exists():
@@ -119,6 +136,13 @@ def update_manifest(entries: Sequence[ManifestEntry], *, data_dir: Path) -> list
     Used by the maintainer scripts (``build_data.py``, ``train_reference_models.py``).
     Rows are sorted by file name so the manifest is byte-reproducible.
     """
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, ManifestEntry):
+            raise TypeError(f"entries[{i}]: expected a ManifestEntry, got {describe(entry)}")
+        for field, value in vars(entry).items():
+            if any(c in str(value) for c in "\t\n\r"):
+                raise ValueError(f"entries[{i}].{field}: a tab or line break would break the tab-separated "
+                                 f"MANIFEST, got {value!r}")
     path = Path(data_dir) / "MANIFEST"
     current = read_manifest(Path(data_dir)) if path.exists() else {}
     for entry in entries:
@@ -221,18 +245,67 @@ class TabularData:
     protected: dict[str, torch.Tensor]
 
 
+def _numeric_column(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype)
+
+
+def _finite_column(series: pd.Series, name: str) -> np.ndarray:
+    """A numeric column as float64, refusing missing and infinite values (naming the first row)."""
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise ValueError(f"{name}: expected finite numbers, got {len(bad)} missing (NaN) or infinite "
+                         f"value(s), the first in row {int(bad[0])}; impute or drop them before encoding")
+    return values
+
+
+def _fit_rows(fit_on: Any, n: int) -> np.ndarray | slice:
+    if fit_on is None:
+        return slice(None)
+    mask = as_tensor(fit_on, "fit_on", ndim=1)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"fit_on: expected a boolean mask of the rows, got {describe(mask)}")
+    if len(mask) != n:
+        raise ValueError(f"fit_on: expected length {n} (the rows of frame), got {len(mask)}")
+    if not bool(mask.any()):
+        raise ValueError("fit_on: expected at least one True row to fit the statistics on, got none")
+    return mask.cpu().numpy()
+
+
+def _categories(series: pd.Series) -> list[Any]:
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return list(series.cat.categories)
+    values = series.dropna().unique()
+    try:
+        return sorted(values)
+    except TypeError:  # mixed types (say str and int): order by their text
+        return sorted(values, key=str)
+
+
 def encode_tabular(
     frame: pd.DataFrame,
     *,
     target: str,
     exclude: Sequence[str] = (),
     protected: dict[str, pd.Series] | None = None,
+    fit_on: Any = None,
 ) -> TabularData:
     """One-hot encode categorical columns and standardize numeric ones.
 
-    Numeric columns are z-scored with the whole table's mean and standard deviation
-    (fine for teaching; fit them on the training part alone for a strict evaluation).
-    Missing categories become all-zero one-hot rows.
+    A numeric column ``v`` becomes ``(v - mean) / std`` (population std, as
+    scikit-learn's ``StandardScaler``; a constant column becomes ``v - mean``), with the
+    mean and std of the rows marked in ``fit_on`` (a boolean mask; default: every row,
+    fine for teaching; pass the training rows for a strict evaluation). A categorical
+    (or text) column becomes one 0/1 column per category of the whole table (a pandas
+    Categorical's own categories, in their order; else the sorted values); a missing
+    category is an all-zero row. Equals scikit-learn's ``ColumnTransformer`` of a
+    ``StandardScaler`` fitted on the ``fit_on`` rows and a ``OneHotEncoder`` given those
+    categories with ``handle_unknown="ignore"`` (``tests/test_data.py`` compares them on Adult).
+
+    Missing or infinite values in a numeric column are refused (``ValueError`` naming
+    the column): impute or drop them first. The target must hold whole, non-negative
+    class labels, and each ``protected`` attribute one 0/1 (or group code) entry per row,
+    in the frame's row order.
 
     >>> df = pd.DataFrame({"a": [1.0, 3.0], "b": ["x", "y"], "t": [0, 1]})
     >>> enc = encode_tabular(df, target="t")
@@ -241,23 +314,40 @@ def encode_tabular(
     >>> enc.features
     tensor([[-1.,  1.,  0.],
             [ 1.,  0.,  1.]])
+    >>> encode_tabular(df.assign(a=[1.0, None]), target="t")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: frame['a']: expected finite numbers, got 1 missing (NaN) or infinite value(s), the first in row 1; ...
     """
-    if target not in frame.columns:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"frame: expected a pandas DataFrame, got {describe(frame)}")
+    if len(frame) == 0:
+        raise ValueError("frame: expected at least one row, got an empty DataFrame")
+    try:
+        known = target in frame.columns
+    except TypeError:  # an unhashable target, such as a list
+        known = False
+    if not known:
         raise ValueError(f"target: expected one of the columns {list(frame.columns)}, got {target!r}")
+    if isinstance(exclude, str) or not isinstance(exclude, (Sequence, set, frozenset)):
+        raise TypeError(f"exclude: expected a sequence of column names such as ('fnlwgt',), got {describe(exclude)}")
+    unknown = [c for c in exclude if c not in frame.columns]
+    if unknown:
+        raise ValueError(f"exclude: expected columns of frame, got unknown {unknown}")
+    fit_rows = _fit_rows(fit_on, len(frame))
     columns = [c for c in frame.columns if c != target and c not in set(exclude)]
+    if not columns:
+        raise ValueError("frame: expected at least one feature column besides the target and the excluded ones")
     blocks, names = [], []
     for column in columns:
         series = frame[column]
-        if pd.api.types.is_numeric_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype):
-            values = series.to_numpy(dtype=np.float64)
-            std = values.std()
-            blocks.append(((values - values.mean()) / (std if std > 0 else 1.0))[:, None])
+        if _numeric_column(series):
+            values = _finite_column(series, f"frame[{column!r}]")
+            mean, std = values[fit_rows].mean(), values[fit_rows].std()
+            blocks.append(((values - mean) / (std if std > 0 else 1.0))[:, None])
             names.append(column)
         else:
-            categories = (
-                list(series.cat.categories) if isinstance(series.dtype, pd.CategoricalDtype)
-                else sorted(series.dropna().unique())
-            )
+            categories = _categories(series)
             codes = pd.Categorical(series, categories=categories).codes
             one_hot = np.zeros((len(series), len(categories)))
             rows = np.flatnonzero(codes >= 0)
@@ -265,9 +355,27 @@ def encode_tabular(
             blocks.append(one_hot)
             names.extend(f"{column}={c}" for c in categories)
     features = torch.from_numpy(np.concatenate(blocks, axis=1).astype(np.float32))
-    target_tensor = torch.tensor(frame[target].to_numpy(dtype=np.int64))
-    groups = {k: torch.tensor(np.asarray(v, dtype=np.int64)) for k, v in (protected or {}).items()}
+    target_series = frame[target]
+    if not _numeric_column(target_series):
+        raise TypeError(f"target: column {target!r} must hold integer class labels, got dtype {target_series.dtype}")
+    target_tensor = check_labels(target_series.to_numpy(dtype=np.float64, na_value=np.nan),
+                                 f"target (column {target!r})")
+    if protected is not None and not isinstance(protected, dict):
+        raise TypeError(f"protected: expected a dict from attribute name to a Series, got {describe(protected)}")
+    groups = {}
+    for key, values in (protected or {}).items():
+        name = f"protected[{key!r}]"
+        if not hasattr(values, "__len__") or isinstance(values, str):
+            raise TypeError(f"{name}: expected one value per row (a Series or an array), got {describe(values)}")
+        if len(values) != len(frame):
+            raise ValueError(f"{name}: expected length {len(frame)} (the rows of frame), got {len(values)}")
+        groups[key] = check_labels(values, name)
     return TabularData(features, target_tensor, tuple(names), groups)
+
+
+def _check_as_frame(as_frame: Any) -> None:
+    if not isinstance(as_frame, (bool, np.bool_)):
+        raise TypeError(f"as_frame: expected True (a DataFrame) or False (TabularData), got {describe(as_frame)}")
 
 
 def load_german_credit(*, as_frame: bool = True) -> pd.DataFrame | TabularData:
@@ -295,6 +403,7 @@ def load_german_credit(*, as_frame: bool = True) -> pd.DataFrame | TabularData:
     >>> round(float(df["good_credit"].mean()), 2)
     0.7
     """
+    _check_as_frame(as_frame)
     path = verified_path("german.data.gz")
     raw = pd.read_csv(path, sep=" ", header=None, compression="gzip", dtype=str)
     frame = pd.DataFrame()
@@ -358,6 +467,7 @@ def load_adult(*, as_frame: bool = True) -> pd.DataFrame | TabularData:
     >>> round(float(df["income"].mean()), 3)
     0.239
     """
+    _check_as_frame(as_frame)
     parts = []
     for filename, split in (("adult.data.gz", "train"), ("adult.test.gz", "test")):
         part = _read_adult_part(filename)
@@ -395,8 +505,7 @@ def load_mnist(*, n_per_class: int | None = None) -> tuple[torch.Tensor, torch.T
     (0.0, 1.0)
     """
     if n_per_class is not None:
-        if isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or not 1 <= n_per_class <= 500:
-            raise ValueError(f"n_per_class: expected an int in [1, 500] or None, got {n_per_class!r}")
+        n_per_class = check_int(n_per_class, "n_per_class", low=1, high=500)
     path = verified_path("mnist_5k.csv.gz")
     table = pd.read_csv(path, header=None, compression="gzip", dtype=np.uint8).to_numpy()
     pixels = torch.from_numpy(table[:, :784].copy())
@@ -439,6 +548,18 @@ def _take(array: Any, index: torch.Tensor) -> Any:
     return [array[i] for i in index.tolist()]
 
 
+def _check_stratified_parts(n_test: torch.Tensor, counts: torch.Tensor, test_size: float | int) -> None:
+    """Refuse a stratified split whose test part, or the train part of some class, is empty."""
+    if int(n_test.sum()) == 0:
+        raise ValueError(f"test_size: {test_size} of each class (at most {int(counts.max())} rows) rounds "
+                         "to no test row at all; ask for a larger test part")
+    emptied = torch.nonzero((counts > 0) & (n_test >= counts)).flatten()
+    if len(emptied):
+        raise ValueError(f"test_size: {test_size} puts every row of {len(emptied)} class(es) (class code "
+                         f"{int(emptied[0])}, {int(counts[emptied[0]])} rows) in the test part, leaving its "
+                         "train part empty; ask for a smaller test part")
+
+
 def train_test_split(
     *arrays: Any,
     test_size: float | int = 0.25,
@@ -450,7 +571,11 @@ def train_test_split(
     Like scikit-learn's ``train_test_split``: returns ``[a_train, a_test, b_train,
     b_test, ...]``, each part of the same type as its input (tensor, numpy array,
     pandas object, list). With ``stratify`` (class labels), each class is split in the
-    same proportion, ``round(test_size * class_size)`` examples going to the test part.
+    same proportion, ``round(test_size * class_size)`` examples going to the test part
+    (rounding half to even). ``test_size`` is a fraction in (0, 1) or a number of rows;
+    a split that leaves the train or the test part empty, or, stratified, any class's
+    train part empty, is refused (``ValueError`` naming ``test_size``). ``seed`` is an
+    int in ``[0, 2**32 - 1]``.
 
     >>> x, y = torch.arange(10).float(), torch.tensor([0] * 6 + [1] * 4)
     >>> x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.5, stratify=y, seed=0)
@@ -459,22 +584,32 @@ def train_test_split(
     """
     if not arrays:
         raise ValueError("arrays: expected at least one array to split, got none")
+    for i, array in enumerate(arrays):
+        if isinstance(array, TabularData):
+            raise TypeError(f"arrays[{i}]: split TabularData's fields (features, target, ...) instead")
+        if not hasattr(array, "__len__") or not hasattr(array, "__getitem__") or isinstance(array, (str, bytes)):
+            raise TypeError(f"arrays[{i}]: expected a tensor, array, pandas object or list, got {describe(array)}")
     n = check_same_length(**{f"arrays[{i}]": a for i, a in enumerate(arrays)})
-    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)):
+    if n < 2:
+        raise ValueError(f"arrays: expected at least 2 rows to split into a train and a test part, got {n}")
+    if isinstance(test_size, (float, np.floating)):
+        fraction = check_in_range(test_size, "test_size", 0.0, 1.0, low_open=True, high_open=True)
+    elif isinstance(test_size, (int, np.integer)) and not isinstance(test_size, (bool, np.bool_)):
+        fraction = check_int(test_size, "test_size", low=1, high=n - 1) / n
+    else:
         raise TypeError(f"test_size: expected a float in (0, 1) or an int, got {describe(test_size)}")
-    if isinstance(test_size, float) and not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size: expected a float in (0, 1), got {test_size}")
-    if isinstance(test_size, int) and not 0 < test_size < n:
-        raise ValueError(f"test_size: expected an int in [1, {n - 1}], got {test_size}")
-    fraction = test_size / n if isinstance(test_size, int) else test_size
+    seed = check_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=generator)
     if stratify is None:
         n_test = int(round(fraction * n))
+        if not 0 < n_test < n:
+            part = "test" if n_test == 0 else "train"
+            raise ValueError(f"test_size: {test_size} of {n} rows leaves the {part} part empty")
         test_mask = torch.zeros(n, dtype=torch.bool)
         test_mask[:n_test] = True
     else:
-        labels = as_tensor(stratify, "stratify").cpu()
+        labels = as_tensor(stratify, "stratify", ndim=1).cpu()
         check_same_length(**{"arrays[0]": arrays[0], "stratify": labels})
         small_ints = not labels.is_floating_point() and labels.dtype != torch.bool and (
             n == 0 or (int(labels.min()) >= 0 and int(labels.max()) < n))
@@ -485,6 +620,7 @@ def train_test_split(
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(n) - starts[sorted_codes]
         n_test = torch.round(counts.double() * fraction).long()
+        _check_stratified_parts(n_test, counts, test_size)
         test_mask = torch.empty(n, dtype=torch.bool)
         test_mask[order] = rank < n_test[sorted_codes]
     train_index, test_index = perm[~test_mask], perm[test_mask]

@@ -2,7 +2,7 @@
 
 - ``privacy_mnist_cnn_dp.safetensors``: the architecture and training images of the
   non-private reference ``mnist_cnn.safetensors``, trained with DP-SGD
-  (``trustml_lab.privacy.dp_fit``: the seeds' noise multiplier 1.2 and max grad norm 1.0,
+  (``trustml_lab.privacy.dp_fit``: the Opacus example's noise multiplier 1.2 and max grad norm 1.0,
   Poisson batches of 256 expected examples, delta 1e-5);
 - ``privacy_mnist_cnn_1k.safetensors``: a non-private CNN over-trained on the first 1,000
   training images (40 epochs of Adam), the kind of model that leaks most.

@@ -16,6 +16,8 @@ Each ``tests/api_tables/<module>.py`` defines
   the suite until it is removed.
 - ``CONVENTION_EXCEPTIONS``: ``{name: reason}`` for names allowed to break a convention
   of ``tests/test_api_conventions.py`` (a reference library's established name).
+- ``PASSES_NON_FINITE``: ``{sweep id: reason}`` for the rare argument that is moved, not
+  computed with (a splitter's arrays): the sweep then checks the call still succeeds.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Table:
     exempt: dict[str, str]
     known_failures: set[str] = field(default_factory=set)
     convention_exceptions: dict[str, str] = field(default_factory=dict)
+    passes_non_finite: dict[str, str] = field(default_factory=dict)
 
 
 def tables() -> list[Table]:
@@ -61,6 +64,7 @@ def tables() -> list[Table]:
             module=mod.MODULE, valid=dict(mod.VALID), bad=list(getattr(mod, "BAD", [])),
             exempt=dict(getattr(mod, "EXEMPT", {})), known_failures=set(getattr(mod, "KNOWN_FAILURES", set())),
             convention_exceptions=dict(getattr(mod, "CONVENTION_EXCEPTIONS", {})),
+            passes_non_finite=dict(getattr(mod, "PASSES_NON_FINITE", {})),
         ))
     return found
 

@@ -19,7 +19,7 @@ from ._core import CheckFailed, as_array, as_number, call_learner, passed, requi
 
 __all__ = ["CheckFailed", "as_array", "as_number", "call_learner", "passed", "require", "require_close"]
 
-_CHAPTERS = ("getting_started", "fairness", "robustness", "interpret", "privacy", "text")
+_CHAPTERS = ("getting_started", "fairness", "robustness", "interpret", "privacy", "audit", "text")
 
 
 def __getattr__(name: str) -> Any:
