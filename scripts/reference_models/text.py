@@ -3,6 +3,8 @@
 1. A WordPiece tokenizer (``tokenizers``), trained on the public sentences only (tweets,
    Amazon and New York Times snippets of ``load_sentiment``): no movie review, so the
    vocabulary reveals nothing of the fine-tuning data (what private fine-tuning needs).
+   Its trainer is not deterministic across processes, so the recipe reuses the shipped,
+   pinned vocabulary when there is one (``recipe_tokenizer``).
 2. A 2-layer, 128-wide BERT (``BertForMaskedLM``) pre-trained as a masked language model
    on the same public sentences (15% of the tokens chosen; of those 80% masked, 10%
    random, 10% kept, as Devlin et al. 2019).
@@ -70,6 +72,27 @@ def train_tokenizer(texts: list[str]):
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
                                    model_max_length=ARCHITECTURE["max_position_embeddings"])
+
+
+def recipe_tokenizer(texts: list[str]):
+    """The shipped vocabulary (``data/sentiment_bert/tokenizer.json``, sha256 verified) if there is one, else a new one.
+
+    The ``tokenizers`` WordPiece trainer is not deterministic across processes: the order
+    of its (randomly seeded) Rust hash maps decides ties between equally frequent merges,
+    so two runs give two vocabularies, different token ids and different weights after
+    them. The recipe therefore reuses the pinned vocabulary; delete ``data/sentiment_bert/``
+    and its MANIFEST rows to train a new one (every model of this recipe then changes).
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    from trustml_lab.data import read_manifest, verified_path
+
+    if "sentiment_bert/tokenizer.json" not in read_manifest():
+        print("no shipped vocabulary: training a new WordPiece tokenizer", flush=True)
+        return train_tokenizer(texts)
+    return PreTrainedTokenizerFast(tokenizer_file=str(verified_path("sentiment_bert/tokenizer.json")),
+                                   unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+                                   mask_token="[MASK]", model_max_length=ARCHITECTURE["max_position_embeddings"])
 
 
 def token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -285,8 +308,8 @@ def train() -> dict:
     print(f"TF-IDF + logistic regression: test accuracy {baseline:.4f}", flush=True)
 
     public = public_texts()
-    tokenizer = train_tokenizer(public)
-    print(f"tokenizer: {len(tokenizer)} WordPiece tokens from {len(public)} public sentences", flush=True)
+    tokenizer = recipe_tokenizer(public)
+    print(f"tokenizer: {len(tokenizer)} WordPiece tokens (trained on {len(public)} public sentences)", flush=True)
     encoder = pretrain(tokenizer, public, generator=generator)
     shape = (f"2-layer, 128-wide BERT ({len(tokenizer)}-token WordPiece vocabulary) pre-trained as a masked LM "
              f"for {PRETRAIN['epochs']} epochs on {len(public)} tweet, Amazon and NYT sentences, then fine-tuned "
