@@ -660,15 +660,15 @@ def _sentiment_source(source: str) -> pd.DataFrame:
 def load_sentiment(source: str = "movies", *, min_abs_rating: float = 0.5) -> pd.DataFrame:
     """Human-rated English sentences with a binary sentiment label (Hutto and Gilbert, ICWSM 2014).
 
-    ===========  =========  ===========  ==================================================
-    ``source``   sentences  kept at 0.5  origin
-    ===========  =========  ===========  ==================================================
-    ``"movies"``    10,605     10,072    review snippets (Rotten Tomatoes, Pang and Lee's data)
-    ``"tweets"``     4,200      3,432    tweet-like texts (handles, URLs replaced: ``@user``)
-    ``"amazon"``     3,708      2,985    product-review snippets (Hu and Liu 2004)
-    ``"nyt"``        5,190      2,970    New York Times opinion-editorial snippets
-    ``"all"``       23,703     19,459    the four together
-    ===========  =========  ===========  ==================================================
+    ==============  =========  ===========  =======================================================
+    ``source``      sentences  kept at 0.5  origin
+    ==============  =========  ===========  =======================================================
+    ``"movies"``       10,605       10,072  review snippets (Rotten Tomatoes, Pang and Lee's data)
+    ``"tweets"``        4,200        3,432  tweet-like texts (handles, URLs replaced: ``@user``)
+    ``"amazon"``        3,708        2,985  product-review snippets (Hu and Liu 2004)
+    ``"nyt"``           5,190        2,970  New York Times opinion-editorial snippets
+    ``"all"``          23,703       19,459  the four together
+    ==============  =========  ===========  =======================================================
 
     Each sentence carries ``rating``, the mean of at least 20 human ratings on
     [-4, 4]. ``label`` is its sign (1 positive, 0 negative); sentences rated near neutral,

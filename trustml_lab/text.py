@@ -6,29 +6,28 @@ a model folder (``config.json``, tokenizer files, ``model.safetensors``), every 
 by sha256 in ``data/MANIFEST``. Every kernel is batched over sentences and runs on the
 model's device:
 
-==============================  ===========================================================
-function                        what it computes (reference)
-==============================  ===========================================================
-:func:`load_text_model`         a pinned, safetensors-only model folder (no pickle, no network)
-:func:`encode_text`             padded ``input_ids``, ``attention_mask``, ``token_type_ids``,
-                                ``position_ids`` (batch dimension, contiguous)
-:func:`predict_text_proba`      class probabilities of sentences
-:func:`identity_templates`      Dixon et al. (2018) and Kiritchenko and Mohammad (2018) style
-                                template sentences, label known by construction
-:func:`subgroup_aucs`           subgroup, BPSN and BNSP AUC (Borkan et al. 2019), equal to
-                                scikit-learn's ``roc_auc_score`` on the subsets
-:func:`counterfactual_sentences`, :func:`counterfactual_gap`
-                                identity-term swaps and the counterfactual token fairness gap
-                                (Garg et al. 2019)
-:func:`token_attributions`      integrated gradients on the word embeddings, equal to captum's
-                                ``LayerIntegratedGradients`` on ``bert.embeddings.word_embeddings``
-:func:`attention_rollout`, :func:`last_layer_attention`
-                                attention as an explanation (Abnar and Zuidema 2020; the caveat
-                                of Jain and Wallace 2019)
-:func:`substitution_candidates` the attack's word-substitution constraint
-:func:`substitution_attack`     HotFlip-style first-order ranking, then an exact check
-                                (Ebrahimi et al. 2018), robust accuracy against swaps
-==============================  ===========================================================
+==================================  ====================================================================
+function                            what it computes (reference)
+==================================  ====================================================================
+:func:`load_text_model`             a pinned, safetensors-only model folder (no pickle, no network)
+:func:`encode_text`                 padded ``input_ids``, ``attention_mask``, ``token_type_ids``,
+                                    ``position_ids`` (batch dimension, contiguous)
+:func:`predict_text_proba`          class probabilities of sentences
+:func:`identity_templates`          Dixon et al. (2018) and Kiritchenko and Mohammad (2018) style
+                                    template sentences, label known by construction
+:func:`subgroup_aucs`               subgroup, BPSN and BNSP AUC (Borkan et al. 2019), equal to
+                                    scikit-learn's ``roc_auc_score`` on the subsets
+:func:`counterfactual_sentences`    identity-term swaps of sentences
+:func:`counterfactual_gap`          the counterfactual token fairness gap (Garg et al. 2019)
+:func:`token_attributions`          integrated gradients on the word embeddings, equal to captum's
+                                    ``LayerIntegratedGradients`` on ``bert.embeddings.word_embeddings``
+:func:`attention_rollout`           attention rolled out through the layers (Abnar and Zuidema 2020)
+:func:`last_layer_attention`        the last layer's attention from ``[CLS]``; neither is an
+                                    explanation without a check (Jain and Wallace 2019)
+:func:`substitution_candidates`     the attack's word-substitution constraint
+:func:`substitution_attack`         HotFlip-style first-order ranking, then an exact check
+                                    (Ebrahimi et al. 2018), robust accuracy against swaps
+==================================  ====================================================================
 
 Hugging Face's libraries are imported when first needed, with ``HF_HUB_OFFLINE=1`` set
 first: nothing here touches the network. Differentially private fine-tuning (Opacus and
