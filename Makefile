@@ -54,7 +54,7 @@ test-notebooks: venv
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile $(NBVAL) notebooks solutions
 
 lint: venv
-	$(BIN)/ruff check trustml_lab tests scripts benchmarks
+	$(BIN)/ruff check trustml_lab tests scripts benchmarks solutions notebooks
 
 bench: venv
 	$(BIN)/python -m benchmarks $(CHAPTERS)

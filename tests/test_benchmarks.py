@@ -36,8 +36,7 @@ def test_results_sections_are_replaced_not_duplicated(tmp_path, monkeypatch):
 def test_every_benchmark_case_runs_at_a_tiny_size(chapter):
     """Each chapter's cases, at smoke size, run once and agree with their reference."""
     module = importlib.import_module(f"benchmarks.{chapter}")
-    if "smoke" not in inspect.signature(module.cases).parameters:
-        pytest.xfail(f"benchmarks/{chapter}.py: cases() has no smoke=... yet")
+    assert "smoke" in inspect.signature(module.cases).parameters, f"benchmarks/{chapter}.py: cases(*, smoke=False)"
     for case in module.cases(smoke=True):
         result = run_case(case, smoke=True)
         assert result.same_values in (True, None) and result.ours_s > 0, case.name

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = ["trustml_lab", "tests", "scripts", "benchmarks"]
+PATHS = ["trustml_lab", "tests", "scripts", "benchmarks", "solutions", "notebooks"]
 
 
 def _ruff() -> list[str]:

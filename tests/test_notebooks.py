@@ -131,3 +131,27 @@ def test_make_notebooks_check_mode_runs():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_student_notebooks.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_readme_chapter_table_lists_every_notebook_with_its_run_time():
+    """README's chapter table is the course's table of contents: one row per notebook of
+    solutions/, each with a measured run time, and no row for a notebook that does not exist."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\d\d_[a-z_]+/[a-z0-9_]+\.ipynb)` \|.*\| *(\d+ s) *\|$", readme, re.M))
+    notebooks = {str(p.relative_to(ROOT / "solutions")) for p in SOLUTIONS}
+    assert not notebooks - set(rows), f"notebooks missing from README's chapter table: {sorted(notebooks - set(rows))}"
+    assert not set(rows) - notebooks, f"README lists notebooks that do not exist: {sorted(set(rows) - notebooks)}"
+
+
+def test_run_time_stated_in_a_notebook_agrees_with_the_readme():
+    """One measurement: README's table holds the seconds; a title cell says "under a minute"
+    (< 60 s) or "about a minute" (<= 90 s, the ceiling) and never a figure of its own."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    seconds = {name: int(s) for name, s in
+               re.findall(r"^\| `(\d\d_[a-z_]+/[a-z0-9_]+\.ipynb)` \|.*\| *(\d+) s *\|$", readme, re.M)}
+    for path in SOLUTIONS:
+        name = str(path.relative_to(ROOT / "solutions"))
+        title = "".join(load(path)["cells"][0]["source"])
+        assert not re.search(r"\d+ ?(s|seconds) to run", title), f"{name}: the title states its own run time"
+        limit = 60 if "under a minute to run" in title else 90
+        assert seconds.get(name, 0) <= limit, f"{name}: README says {seconds.get(name)} s, the title promises <= {limit} s"

@@ -26,15 +26,7 @@ FORBIDDEN = re.compile(r"\bthe seeds\b|\bseeds'|\bseed's\b|\bcourse's seeds\b", 
 TEXT_SUFFIXES = {".py", ".md", ".ipynb", ".txt", ".toml", ".cfg", ".json", ".html", ""}
 
 #: Files that still say it, being reworded by their chapters' owners (issue 9, section 5).
-STILL_TO_FIX = {
-    "README.md",
-    "notebooks/02_robustness/1_attacks.ipynb",
-    "notebooks/02_robustness/2_adversarial_training.ipynb",
-    "solutions/02_robustness/1_attacks.ipynb",
-    "solutions/02_robustness/2_adversarial_training.ipynb",
-    "trustml_lab/checks/robustness.py",
-    "trustml_lab/robustness.py",
-}
+STILL_TO_FIX: set[str] = set()
 
 
 def tracked_files() -> list[str]:

@@ -547,7 +547,8 @@ def attack_sanity_checks(
        clean accuracy" check, at a radius where it can fail: it catches a randomized or
        discontinuous model, or an attack that changes its input beyond the budget);
     2. accuracy does not rise with eps (a separate run per radius);
-    3. twice the steps and 4. ``restarts`` random restarts do not raise the accuracy at ``top``;
+    3. twice the steps do not raise the accuracy at ``top``;
+    4. ``restarts`` random restarts do not raise it either;
     5. PGD is at least as strong as FGSM at ``top``;
     6. an unbounded attack (``large_eps``, 2 x steps of ``large_eps / 4``) drives accuracy to
        at most 0.05;
