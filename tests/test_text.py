@@ -333,6 +333,20 @@ def test_token_attributions_equal_captum_layer_integrated_gradients(model, token
     assert no_weight_gradients(model)
 
 
+@pytest.mark.parametrize("internal_batch_size", [7, 25, 45, 1000])
+def test_token_attributions_in_length_blocks_equal_captum(model, tokenizer, movies, internal_batch_size):
+    # sentences of very different lengths: each pass holds rows of similar length, trimmed to the longest
+    sentences = ["Great.", *movies[1]["text"].tolist()[:4], "Dull, tired and far too long."]
+    batch = text.encode_text(tokenizer, sentences, model=model)
+    target = torch.tensor([1, 0, 1, 1, 0, 0])
+    ours = text.token_attributions(model, batch.input_ids, target=target, attention_mask=batch.attention_mask,
+                                   steps=20, internal_batch_size=internal_batch_size)
+    expected, delta = captum_attributions(model, batch, target, 20, "gausslegendre")
+    torch.testing.assert_close(ours.embedding_attributions, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ours.delta, delta.to(ours.delta.dtype), atol=1e-5, rtol=1e-4)
+    assert float(ours.attributions[~batch.attention_mask.bool()].abs().sum()) == 0.0
+
+
 def test_token_attributions_are_complete_and_chunking_changes_nothing(model, tokenizer):
     batch = text.encode_text(tokenizer, ["A gorgeous, witty, moving film.", "Dull, tired and far too long."],
                              model=model)

@@ -804,7 +804,9 @@ def token_attributions(model: nn.Module, input_ids: Any, *, target: int | Any, a
     ``pad_token_id``), with the same ``attention_mask``: the reference of captum's BERT
     tutorial. The integral uses ``method`` with ``steps`` points (captum's rules, from
     :mod:`trustml_lab.interpret`); all ``steps x N`` path points go through the model at
-    once, or ``internal_batch_size`` rows (whole steps) at a time.
+    once, or at most ``internal_batch_size`` at a time (at least one sentence at one
+    step). Sentences of similar length share a pass, trimmed to their longest attended
+    token: the padding after it changes nothing the model computes for their tokens.
 
     Equals captum's ``LayerIntegratedGradients(forward, model.bert.embeddings.word_embeddings)
     .attribute(input_ids, baselines=baseline_ids, target=target,
@@ -846,19 +848,33 @@ def token_attributions(model: nn.Module, input_ids: Any, *, target: int | Any, a
         alphas_t = torch.as_tensor(alphas, dtype=dtype, device=ids.device)
         weights_t = torch.as_tensor(weights, dtype=dtype, device=ids.device)
         difference = end - start
-        chunk = steps if internal_batch_size is None else max(1, internal_batch_size // n)
+        # padding after a row's last attended token changes nothing the model computes for the
+        # row's own tokens: each pass holds rows of similar extent, trimmed to the longest
+        positions = torch.arange(1, length + 1, device=ids.device)
+        extent = (mask.bool() * positions).amax(dim=1).clamp_min(1)
+        order = torch.argsort(extent, stable=True)
+        budget = steps * n if internal_batch_size is None else internal_batch_size
+        rows_per_block = max(1, min(n, budget // steps))
         total = torch.zeros_like(end)
-        for first in range(0, steps, chunk):
-            a, w = alphas_t[first:first + chunk], weights_t[first:first + chunk]
-            k = len(a)
-            path = (start[None] + a.view(-1, 1, 1, 1) * difference[None]).reshape(k * n, length, -1)
-            path.requires_grad_(True)
-            batch = _batch(ids.repeat(k, 1), mask.repeat(k, 1))
-            inputs = {"inputs_embeds": path, "attention_mask": batch.attention_mask,
-                      "token_type_ids": batch.token_type_ids, "position_ids": batch.position_ids}
-            out = _target_logits(model, labels.repeat(k), inputs)
-            (gradient,) = torch.autograd.grad(out.sum(), path)
-            total = total + (gradient.view(k, n, length, -1) * w.view(-1, 1, 1, 1)).sum(dim=0)
+        for block_start in range(0, n, rows_per_block):
+            rows = order[block_start:block_start + rows_per_block]
+            r, width = len(rows), int(extent[rows].max())
+            block_start_emb, block_difference = start[rows, :width], difference[rows, :width]
+            block_batch = _batch(ids[rows, :width], mask[rows, :width])
+            chunk = max(1, budget // r)
+            block_total = torch.zeros_like(block_difference)
+            for first in range(0, steps, chunk):
+                a, w = alphas_t[first:first + chunk], weights_t[first:first + chunk]
+                k = len(a)
+                path = (block_start_emb[None] + a.view(-1, 1, 1, 1) * block_difference[None]).reshape(k * r, width, -1)
+                path.requires_grad_(True)
+                inputs = {"inputs_embeds": path, "attention_mask": block_batch.attention_mask.repeat(k, 1),
+                          "token_type_ids": block_batch.token_type_ids.repeat(k, 1),
+                          "position_ids": block_batch.position_ids.repeat(k, 1)}
+                out = _target_logits(model, labels[rows].repeat(k), inputs)
+                (gradient,) = torch.autograd.grad(out.sum(), path)
+                block_total = block_total + (gradient.view(k, r, width, -1) * w.view(-1, 1, 1, 1)).sum(dim=0)
+            total[rows, :width] = block_total
         attributions = (total * difference).detach()
         with torch.no_grad():
             both = _batch(torch.cat([ids, baseline]), torch.cat([mask, mask]))
