@@ -124,6 +124,7 @@ def _files_to_hash(folder: Path) -> list[tuple[str, Path | str]]:
     for filename in sorted(read_manifest()):
         source = data_dir() / filename
         if source.is_file():
+            (folder / filename).parent.mkdir(parents=True, exist_ok=True)  # model folders: "name/file"
             shutil.copyfile(source, folder / filename)
             cases.append((f"data/{filename}", folder / filename))
     (folder / "empty.bin").write_bytes(b"")
