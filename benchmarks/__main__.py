@@ -18,7 +18,7 @@ import trustml_lab
 
 from ._harness import Result, machine_description, run_case
 
-CHAPTERS = ("getting_started", "fairness", "robustness", "interpret", "privacy", "distributed", "production")
+CHAPTERS = ("getting_started", "fairness", "robustness", "interpret", "privacy", "distributed", "production", "text")
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 

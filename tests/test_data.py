@@ -32,7 +32,7 @@ def test_manifest_matches_every_file_and_lists_licenses():
     for name, entry in manifest.items():
         assert data.sha256_file(data.data_dir() / name) == entry.sha256, name
         assert entry.license and entry.source, name
-    root = data.data_dir()  # files in version folders (credit_model_v1/...) are listed by their relative path
+    root = data.data_dir()  # files in model folders (credit_model_v1/, sentiment_bert/) are listed as folder/file
     tracked = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"MANIFEST", "README.md"}
     assert tracked == set(manifest), "every file in data/ must be listed in MANIFEST"
 

@@ -6,6 +6,9 @@ loader              samples  features  target                                   
 load_german_credit  1,000    20        ``good_credit``: 1 good risk (700), 0 bad (300)  ``sex`` (male), ``age`` (> 25)
 load_adult          48,842   14        ``income``: 1 ">50K" (11,687), 0 "<=50K"         ``sex`` (male), ``race`` (white)
 load_mnist          5,000    28x28     digit 0-9, 500 images per class                  none
+load_sentiment      23,703   text      ``label``: sign of the mean human rating         none
+                                       (movies: 10,072 kept at ``min_abs_rating=0.5``,
+                                       49.6% positive)
 ==================  =======  ========  ===============================================  ================================
 
 The protected attributes and their privileged values are aif360's defaults
@@ -51,6 +54,8 @@ __all__ = [
     "load_german_credit",
     "load_mnist",
     "load_mnist_split",
+    "load_sentiment",
+    "load_sentiment_lexicon",
     "read_manifest",
     "sha256_file",
     "train_test_split",
@@ -623,3 +628,95 @@ def train_test_split(
     for array in arrays:
         out.extend([_take(array, train_index), _take(array, test_index)])
     return out
+
+
+# --------------------------------------------------------------------------- sentiment
+
+#: The four sets of human-rated sentences of Hutto and Gilbert (ICWSM 2014), in ``data/``.
+SENTIMENT_SOURCES = ("movies", "tweets", "amazon", "nyt")
+#: Share of each source's sentences in the fixed test split (drawn before any filtering).
+SENTIMENT_TEST_FRACTION = 0.2
+
+
+def _read_tsv(filename: str) -> pd.DataFrame:
+    import csv
+
+    path = verified_path(filename)
+    return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, compression="gzip", keep_default_na=False,
+                       dtype={"id": str, "text": str, "token": str}, encoding="utf-8")
+
+
+def _sentiment_source(source: str) -> pd.DataFrame:
+    frame = _read_tsv(f"sentiment_{source}.tsv.gz")
+    n = len(frame)
+    # the split is fixed per file, before filtering, so it does not move with min_abs_rating
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).numpy()
+    split = np.full(n, "train", dtype=object)
+    split[order[: int(round(SENTIMENT_TEST_FRACTION * n))]] = "test"
+    return pd.DataFrame({"source": source, "id": frame["id"].astype(str), "text": frame["text"].astype(str),
+                         "rating": frame["rating"].to_numpy(np.float64), "split": split})
+
+
+def load_sentiment(source: str = "movies", *, min_abs_rating: float = 0.5) -> pd.DataFrame:
+    """Human-rated English sentences with a binary sentiment label (Hutto and Gilbert, ICWSM 2014).
+
+    ==============  =========  ===========  =======================================================
+    ``source``      sentences  kept at 0.5  origin
+    ==============  =========  ===========  =======================================================
+    ``"movies"``       10,605       10,072  review snippets (Rotten Tomatoes, Pang and Lee's data)
+    ``"tweets"``        4,200        3,432  tweet-like texts (handles, URLs replaced: ``@user``)
+    ``"amazon"``        3,708        2,985  product-review snippets (Hu and Liu 2004)
+    ``"nyt"``           5,190        2,970  New York Times opinion-editorial snippets
+    ``"all"``          23,703       19,459  the four together
+    ==============  =========  ===========  =======================================================
+
+    Each sentence carries ``rating``, the mean of at least 20 human ratings on
+    [-4, 4]. ``label`` is its sign (1 positive, 0 negative); sentences rated near neutral,
+    ``|rating| < min_abs_rating`` (and those rated exactly 0), are dropped: their sign is
+    a coin toss between raters. The default 0.5, half a step of the raters' integer
+    scale, keeps 95% of the movie snippets. Columns: ``source``, ``id`` (the original id), ``text``, ``rating``,
+    ``label``, ``split``. ``split`` is a fixed, seeded 80/20 ``"train"``/``"test"``
+    split of each source's file, drawn before filtering, so a sentence keeps its side
+    whatever the threshold: the shipped text model (``trustml_lab.text``) was fine-tuned
+    on the movie ``"train"`` rows only.
+
+    The file is verified against ``data/MANIFEST`` first (:class:`DataIntegrityError`
+    naming it otherwise). Provenance and licenses: ``data/README.md``.
+
+    >>> df = load_sentiment("movies")
+    >>> df.shape
+    (10072, 6)
+    >>> df["split"].value_counts().to_dict()
+    {'train': 8054, 'test': 2018}
+    >>> round(float(df["label"].mean()), 3)
+    0.496
+    >>> load_sentiment("all", min_abs_rating=1.0)["source"].value_counts().to_dict()
+    {'movies': 9173, 'tweets': 2667, 'amazon': 2455, 'nyt': 1554}
+    """
+    if not isinstance(source, str) or source not in (*SENTIMENT_SOURCES, "all"):
+        raise ValueError(f"source: expected one of {[*SENTIMENT_SOURCES, 'all']}, got {source!r}")
+    from ._validation import check_in_range
+
+    threshold = check_in_range(min_abs_rating, "min_abs_rating", 0.0, 4.0)
+    sources = SENTIMENT_SOURCES if source == "all" else (source,)
+    frame = pd.concat([_sentiment_source(s) for s in sources], ignore_index=True)
+    keep = (frame["rating"].abs() >= threshold) & (frame["rating"] != 0)
+    frame = frame[keep].reset_index(drop=True)
+    frame.insert(4, "label", (frame["rating"] > 0).astype(np.int64))
+    return frame
+
+
+def load_sentiment_lexicon() -> pd.DataFrame:
+    """VADER's sentiment lexicon (Hutto and Gilbert, ICWSM 2014): 7,520 words and emoticons.
+
+    Columns ``token``, ``valence`` (the mean of ten human ratings on [-4, 4]) and ``sd``
+    (their standard deviation), verified against ``data/MANIFEST``. The text chapter
+    builds its word-substitution constraint from it (``trustml_lab.text``).
+
+    >>> lexicon = load_sentiment_lexicon()
+    >>> lexicon.set_index("token").loc[["good", "great", "horrible"], "valence"].tolist()
+    [1.9, 3.1, -2.5]
+    """
+    frame = _read_tsv("sentiment_lexicon.tsv.gz")
+    return pd.DataFrame({"token": frame["token"].astype(str), "valence": frame["valence"].to_numpy(np.float64),
+                         "sd": frame["sd"].to_numpy(np.float64)})

@@ -35,6 +35,8 @@ VALID = {
     # one positional array and `stratify` first: test_bad_inputs.bind_names names the first len(args) keywords
     # as if they were positional when the function takes *arrays (reported to the lead)
     "train_test_split": lambda: ((torch.arange(20.0),), {"stratify": _Y(), "test_size": 0.25, "seed": 0}),
+    "load_sentiment": lambda: ((), {"source": "tweets", "min_abs_rating": 0.5}),
+    "load_sentiment_lexicon": lambda: ((), {}),
 }
 
 BAD = [
@@ -118,6 +120,8 @@ BAD = [
         "a tuple, not a ManifestEntry", errors=(TypeError,)),
     Bad("update_manifest", lambda: _manifest_call([data.ManifestEntry("f", "0" * 64, 1, 1, "a\tb", "l")]), "entries",
         "a tab inside a field"),
+    Bad("load_sentiment", lambda: ((), {"source": "imdb"}), "source", "an unknown source"),
+    Bad("load_sentiment", lambda: ((), {"min_abs_rating": 5.0}), "min_abs_rating", "a threshold off the scale"),
 ]
 
 EXEMPT = {

@@ -19,7 +19,8 @@ from ._core import CheckFailed, as_array, as_number, call_learner, passed, requi
 
 __all__ = ["CheckFailed", "as_array", "as_number", "call_learner", "passed", "require", "require_close"]
 
-_CHAPTERS = ("getting_started", "fairness", "robustness", "interpret", "privacy", "audit", "distributed", "production")
+_CHAPTERS = ("getting_started", "fairness", "robustness", "interpret", "privacy", "audit", "distributed", "production",
+             "text")
 
 
 def __getattr__(name: str) -> Any:
