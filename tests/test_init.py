@@ -1,5 +1,6 @@
 """trustml_lab.setup, versions and banner."""
 
+import os
 import random
 
 import numpy as np
@@ -78,3 +79,14 @@ def test_versions_and_banner_name_the_stack():
         assert versions[name], name
     assert versions["torch"].split("+")[0] == torch.__version__.split("+")[0]
     assert f"torch {versions['torch']}" in trustml_lab.banner()
+
+
+def test_setup_keeps_hugging_face_offline(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    trustml_lab.setup(seed=0)
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_versions_report_the_reference_libraries_not_torchvision():
+    reported = trustml_lab.versions()
+    assert {"transformers", "tokenizers", "opacus", "captum"} <= set(reported) and "torchvision" not in reported

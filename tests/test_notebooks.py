@@ -154,4 +154,5 @@ def test_run_time_stated_in_a_notebook_agrees_with_the_readme():
         title = "".join(load(path)["cells"][0]["source"])
         assert not re.search(r"\d+ ?(s|seconds) to run", title), f"{name}: the title states its own run time"
         limit = 60 if "under a minute to run" in title else 90
-        assert seconds.get(name, 0) <= limit, f"{name}: README says {seconds.get(name)} s, the title promises <= {limit} s"
+        assert seconds.get(name, 0) <= limit, \
+            f"{name}: README says {seconds.get(name)} s, the title promises <= {limit} s"

@@ -28,7 +28,6 @@ __version__ = "0.1.0"
 #: Packages whose versions the notebook banner reports (when installed).
 _REPORTED = (
     "torch",
-    "torchvision",
     "numpy",
     "pandas",
     "scikit-learn",
@@ -37,6 +36,9 @@ _REPORTED = (
     "captum",
     "shap",
     "opacus",
+    "torchattacks",
+    "transformers",
+    "tokenizers",
 )
 
 
@@ -73,7 +75,8 @@ def setup(*, seed: int = 0, threads: int | None = None) -> torch.device:
     ``[0, 2**32 - 1]``, the range NumPy accepts), turns on PyTorch's deterministic
     algorithms (warning, not failing, where an operation has none) and PyTorch's native
     CPU convolutions instead of oneDNN's (which can differ in the last bits between
-    processes), sets the number of torch threads (``threads``, else the environment
+    processes), sets ``HF_HUB_OFFLINE=1`` (nothing is fetched from the Hugging Face Hub:
+    the course's models are local folders), sets the number of torch threads (``threads``, else the environment
     variable ``TRUSTML_THREADS``, else torch's default) and returns ``cuda``, ``mps`` or
     ``cpu``, in that order of preference.
 
@@ -100,6 +103,7 @@ def setup(*, seed: int = 0, threads: int | None = None) -> torch.device:
         torch.set_num_threads(check_int(threads, "threads", low=1))
     # cuBLAS needs this to be deterministic; it must be set before cuBLAS starts.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    os.environ["HF_HUB_OFFLINE"] = "1"
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - seeding numpy's global generator is the point
     torch.manual_seed(seed)  # seeds every device
