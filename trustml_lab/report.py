@@ -80,6 +80,19 @@ SCHEMA_FORMAT = 1
 
 # --------------------------------------------------------------------------- the feature schema
 
+
+def _json_object(text: Any) -> Mapping:
+    """``json.loads(text)`` of a JSON object; TypeError/ValueError naming ``text`` otherwise."""
+    if not isinstance(text, (str, bytes)):
+        raise TypeError(f"text: expected JSON text, got {describe(text)}")
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"text: not valid JSON ({err})") from err
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"text: expected a JSON object, got {describe(payload)}")
+    return payload
+
 @dataclass(frozen=True)
 class FieldSpec:
     """One field of an applicant record, as a client sends it.
@@ -414,14 +427,7 @@ class FeatureSchema:
     @classmethod
     def from_json(cls, text: str | bytes) -> FeatureSchema:
         """Parse :meth:`to_json`'s text; refuses (``ValueError`` naming the key) a malformed schema."""
-        if not isinstance(text, (str, bytes)):
-            raise TypeError(f"text: expected JSON text, got {describe(text)}")
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"text: not valid JSON ({err})") from err
-        if not isinstance(payload, Mapping):
-            raise ValueError(f"text: expected a JSON object, got {describe(payload)}")
+        payload = _json_object(text)
         if payload.get("format") != SCHEMA_FORMAT:
             raise ValueError(f"format: expected schema format {SCHEMA_FORMAT}, got {payload.get('format')!r}")
         for key in ("label", "fields", "model"):
@@ -711,14 +717,7 @@ class TrustReport:
     @classmethod
     def from_json(cls, text: str | bytes) -> TrustReport:
         """Read :meth:`to_json`'s text back (``ValueError`` naming the key for a malformed report)."""
-        if not isinstance(text, (str, bytes)):
-            raise TypeError(f"text: expected JSON text, got {describe(text)}")
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"text: not valid JSON ({err})") from err
-        if not isinstance(d, Mapping):
-            raise ValueError(f"text: expected a JSON object, got {describe(d)}")
+        d = _json_object(text)
         missing = [k for k in cls.__dataclass_fields__ if k not in d and k != "notes"]
         if missing:
             raise ValueError(f"{missing[0]}: missing from the report")
