@@ -18,13 +18,13 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-import signal
 import warnings
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import torch
+from _limits import CallTimedOut, time_limit
 from api_tables import Bad, Table, resolve, tables
 
 TIMEOUT_S = 20
@@ -32,22 +32,7 @@ NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 TABLES = tables()
 
 
-class CallTimedOut(Exception):
-    pass
 
-
-@contextmanager
-def time_limit(seconds: float):
-    def expire(signum, frame):
-        raise CallTimedOut(f"the call did not return within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def call(table: Table, name: str, args: tuple, kwargs: dict):

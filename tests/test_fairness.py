@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -28,6 +26,7 @@ with warnings.catch_warnings():
     from aif360.algorithms.preprocessing import Reweighing
     from aif360.datasets import BinaryLabelDataset
     from aif360.metrics import BinaryLabelDatasetMetric, ClassificationMetric
+from _limits import time_limit
 from fairlearn.metrics import (
     MetricFrame,
     demographic_parity_difference,
@@ -627,18 +626,6 @@ def test_adversarial_debiaser_shrinks_the_parity_gap_and_is_deterministic(method
 
 # --------------------------------------------------------------------------- large group codes
 
-@contextmanager
-def time_limit(seconds):
-    def expire(signum, frame):
-        raise TimeoutError(f"did not return within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 BIG = 50_000_000

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-import signal
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -32,6 +30,7 @@ from trustml_lab.data import load_adult, load_mnist_split
 from trustml_lab.models import MLP, SmallCNN, fit, load_reference
 
 opacus = pytest.importorskip("opacus")
+from _limits import time_limit  # noqa: E402
 from opacus import GradSampleModule, PrivacyEngine  # noqa: E402
 from opacus.accountants import PRVAccountant, RDPAccountant  # noqa: E402
 from opacus.accountants.analysis.gdp import delta_eps_mu  # noqa: E402
@@ -98,19 +97,6 @@ def random_mlp(seed, n_in, hidden, classes, batch):
     return model, torch.randn(batch, n_in, generator=g) * 3, torch.randint(0, classes, (batch,), generator=g)
 
 
-@contextmanager
-def time_limit(seconds):
-    """Fail instead of hanging: the hangs of issue 9 must be refused, quickly."""
-    def expire(signum, frame):
-        raise TimeoutError(f"did not return within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 class Tokens(nn.Module):
