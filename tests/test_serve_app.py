@@ -104,6 +104,57 @@ def test_predict_decides_and_logs_every_decision(service):
     assert logged.time.endswith("+00:00")
 
 
+def test_concurrent_decisions_are_batched_and_each_equals_its_own_score(service, monkeypatch):
+    """100 requests at once: the decision worker scores the waiting ones together (batches of more than
+    one), each answer equals the application's score alone, and each decision is logged once."""
+    client, registry, _ = service
+    state = client.client._transport.app.state.service
+    sizes = []
+    batch = state.decide_batch
+    monkeypatch.setattr(state, "decide_batch", lambda records: sizes.append(len(records)) or batch(records))
+    bodies = [applicant(i) for i in range(100)]
+
+    async def send_all():
+        return await asyncio.gather(*(client.client.post("/predict", json=body) for body in bodies))
+
+    answers = [a.json() for a in client.loop.run_until_complete(send_all())]
+    assert sum(sizes) == 100 and max(sizes) > 1 and max(sizes) <= 64  # MAX_BATCH
+    for body, answer in zip(bodies, answers):
+        assert answer["score"] == pytest.approx(expected_score(registry, answer["version"], body), abs=1e-6)
+    logged = {d.request_id: d for d in registry.decisions()}
+    assert len(logged) == 100 and all(logged[a["request_id"]].inputs == b for a, b in zip(answers, bodies))
+
+
+def test_a_failing_application_in_a_batch_fails_alone_and_a_failed_check_stops_nothing(service, monkeypatch,
+                                                                                        caplog):
+    client, registry, _ = service
+    state = client.client._transport.app.state.service
+    batch = state.decide_batch
+
+    def refuse_the_seventh(records):
+        if any(r["age"] == 77.0 for r in records):
+            raise RuntimeError("this application breaks the model")
+        return batch(records)
+
+    def broken_check():
+        raise RuntimeError("the monitor is down")
+
+    monkeypatch.setattr(state, "decide_batch", refuse_the_seventh)
+    monkeypatch.setattr(state, "check", broken_check)
+    bodies = [applicant(i, age=77.0 if i == 7 else 30.0 + i % 40) for i in range(120)]  # checks fall due
+    transport = httpx.ASGITransport(app=client.client._transport.app, raise_app_exceptions=False)
+
+    async def send_all():
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as plain:  # a 500, not a raise
+            return await asyncio.gather(*(plain.post("/predict", json=body) for body in bodies))
+
+    codes = [a.status_code for a in client.loop.run_until_complete(send_all())]
+    assert codes[7] == 500 and codes[:7] + codes[8:] == [200] * 119
+    assert registry.count_decisions() == 119
+    assert client.post("/predict", json=applicant(1)).status_code == 200  # still deciding
+    assert [r.message for r in caplog.records].count("the rollback check failed") >= 1  # one per 50 decisions
+
+
 def test_explain_values_add_up_and_a_denial_gets_a_counterfactual(v1_service):
     client, registry, schema = v1_service
     data = client.post("/explain", json=CLERK).json()

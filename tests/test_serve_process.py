@@ -196,4 +196,8 @@ def test_the_latency_benchmark_runs_at_a_tiny_size(server):
     numbers = measure(url=url, clients=4, predict_requests=20, explain_requests=4, warmup=8)
     assert all(numbers[k] > 0 for k in ("predict_p50", "predict_p95", "explain_p95", "predict_per_s"))
     assert numbers["predict_p50"] <= numbers["predict_p95"] and set(TARGETS_MS) <= set(numbers)
-    assert "| /predict |" in report(numbers) and process.poll() is None
+    assert "| /predict | closed loop |" in report(numbers) and process.poll() is None
+    paced = measure(url=url, clients=4, predict_requests=20, explain_requests=4, warmup=8, predict_rate=50.0,
+                    explain_rate=5.0)
+    assert paced["predict_offered"] == 200.0 and paced["predict_p50"] <= paced["predict_p95"]
+    assert "| /explain | 20 requests/s offered |" in report(paced) and process.poll() is None

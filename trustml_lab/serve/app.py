@@ -50,6 +50,15 @@ the next request on (and the log shows it).
 A version whose schema differs from the one the service validates against is refused
 (marked unhealthy). With no healthy version left, ``/predict`` answers 503.
 
+**Concurrency.** The event loop only parses, validates and answers; the model runs on two
+worker threads of its own, one for decisions and one for explanations, so a slow
+explanation never delays a decision and torch never runs in more threads than there are
+workers (a threadpool of 40 handlers each running torch fights over the GIL and the cores,
+and throughput falls as clients are added). Decisions that arrive while the decision worker is busy wait
+for it and are then scored in one forward pass and logged in one SQLite transaction (at
+most ``MAX_BATCH`` at a time), so throughput rises with the number of clients instead of
+falling; a single client still gets a batch of one, scored and logged before its answer.
+
 Start it with ``python -m trustml_lab.serve --port 8000`` (see
 :mod:`trustml_lab.serve.__main__`), or build the app in Python:
 
@@ -66,10 +75,13 @@ TypeError: reference: expected a pandas DataFrame of raw model inputs (the train
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations, and
 # the request models are classes built at run time inside create_app.
 
+import asyncio
 import base64
+import concurrent.futures
 import html
 import io
 import json
+import logging
 import math
 import re
 import threading
@@ -105,6 +117,9 @@ __all__ = [
 
 #: The largest request body accepted (bytes); a larger one gets a 413.
 MAX_BODY_BYTES = 64 * 1024
+_LOG = logging.getLogger(__name__)
+#: The most decisions scored in one forward pass and logged in one transaction.
+MAX_BATCH = 64
 #: The counterfactual searches tried in turn, until one flips the decision: steps of
 #: ``COUNTERFACTUAL_STEP`` standard deviations of one feature each, so changes of up to 1 and 8
 #: standard deviations in all (the first is cheap and finds the near flips).
@@ -712,14 +727,13 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
     @app.post("/predict", response_model=PredictResponse)
     async def predict(application: Body_) -> dict[str, Any]:
         """Decide one application and log the decision (model version, inputs, score, decision, time)."""
-        record = application.model_dump(by_alias=True)
-        return state.decide(record)
+        return await state.decide_async(application.model_dump(by_alias=True))
 
     @app.post("/explain", response_model=ExplainResponse)
-    def explain(application: Body_) -> dict[str, Any]:
+    async def explain(application: Body_) -> dict[str, Any]:
         """Explain one application's decision: Shapley values per field and, for a denial, a counterfactual.
         Not logged (the decision is made by /predict)."""
-        return state.current().explain(application.model_dump(by_alias=True))
+        return await state.explain_async(application.model_dump(by_alias=True))
 
     @app.post("/outcome", response_model=OutcomeResponse)
     async def outcome(body: Annotated[Outcome, Body(openapi_examples={"repaid": {
@@ -783,6 +797,16 @@ def _warm_up(served: ServedModel, monitor: Monitor) -> None:
     served.explain(served.example)
 
 
+def _settle(future: asyncio.Future, outcome: Any) -> None:
+    """Resolve ``future`` with ``outcome`` (an exception is raised in the awaiting request)."""
+    if future.done():  # the client went away and its request was cancelled
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 class _State:
     """The service's mutable state: the served version, reloaded after a rollback."""
 
@@ -800,6 +824,10 @@ class _State:
         self.since_check = 0
         self.lock = threading.Lock()
         self.last_check: dict[str, Any] | None = None
+        self.pending: list[tuple[dict[str, Any], asyncio.Future, asyncio.AbstractEventLoop]] = []
+        self.draining = False
+        self.decider = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trustml-decide")
+        self.explainer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trustml-explain")
 
     def load_live(self) -> ServedModel:
         """Verify and load the live version (a tampered file or a changed schema marks it unhealthy)."""
@@ -821,24 +849,84 @@ class _State:
         return self.served
 
     def decide(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Score, log and (every ``check_every`` decisions) check one application."""
+        answer = self.decide_batch([record])[0]
+        self.check_if_due()
+        return answer
+
+    def decide_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Score ``records`` in one forward pass and log them in one transaction (then call
+        :meth:`check_if_due`: the answers need not wait for the check)."""
         served = self.current()
-        score = float(served.score([record])[0])
-        decision = int(score >= served.threshold)
-        request_id = str(uuid.uuid4())
-        self.registry.log_decision(version=served.version, inputs=record, score=score, decision=decision,
-                                   request_id=request_id)
+        scores = served.score(records).tolist()
+        answers = []
+        for score in scores:
+            decision = int(score >= served.threshold)
+            answers.append({"request_id": str(uuid.uuid4()), "version": served.version, "score": score,
+                            "threshold": served.threshold, "decision": decision, "approved": bool(decision)})
+        self.registry.log_decisions([{"version": served.version, "inputs": record, "score": answer["score"],
+                                      "decision": answer["decision"], "request_id": answer["request_id"]}
+                                     for record, answer in zip(records, answers)])
         with self.lock:
-            self.since_check += 1
+            self.since_check += len(records)
+        return answers
+
+    def check_if_due(self) -> None:
+        """:meth:`check` when ``check_every`` decisions were logged since the last one."""
+        with self.lock:
             due = self.since_check >= self.check_every
             if due:
                 self.since_check = 0
         if due:
             try:
                 self.check()
-            except NoHealthyVersionError:  # this decision stands (a healthy version made it); the next gets 503
+            except NoHealthyVersionError:  # the decisions made stand (a healthy version made them); the next get 503
                 pass
-        return {"request_id": request_id, "version": served.version, "score": score, "threshold": served.threshold,
-                "decision": decision, "approved": bool(decision)}
+
+    async def decide_async(self, record: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`decide` on the decision worker, batched with the decisions waiting for it."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self.lock:
+            self.pending.append((record, future, loop))
+            start = not self.draining
+            self.draining = True
+        if start:
+            self.decider.submit(self._drain)
+        return await future
+
+    def _drain(self) -> None:
+        """On the decision worker: decide the waiting applications, a batch at a time, until none wait."""
+        while True:
+            with self.lock:
+                batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+                if not batch:
+                    self.draining = False
+                    return
+            records = [record for record, _, _ in batch]
+            try:
+                outcomes: list[Any] = self.decide_batch(records)
+            except NoHealthyVersionError as err:
+                outcomes = [err] * len(batch)
+            except Exception:  # noqa: BLE001 -- one at a time, so one failing application fails alone
+                outcomes = [self._decide_or_error(record) for record in records]
+            for (_, future, loop), outcome in zip(batch, outcomes):
+                loop.call_soon_threadsafe(_settle, future, outcome)
+            try:
+                self.check_if_due()  # after answering: the next batch waits for it, so it is served by its outcome
+            except Exception:  # noqa: BLE001 -- a failed check must not stop the decisions: logged, retried later
+                _LOG.exception("the rollback check failed")
+
+    def _decide_or_error(self, record: dict[str, Any]) -> Any:
+        try:
+            return self.decide_batch([record])[0]
+        except Exception as err:  # noqa: BLE001 -- raised in the request that sent it
+            return err
+
+    async def explain_async(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The live version's explanation of ``record``, computed on the explanation worker."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.explainer, lambda: self.current().explain(record))
 
     def check(self) -> dict[str, Any]:
         """Apply the rollback rule to the live version's traffic; load the new live version if it changed."""
