@@ -1,6 +1,7 @@
 """trustml_lab.report: the feature schema, the bundle, the trust report, the model card."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -164,6 +165,30 @@ def test_shipped_report_round_trips_exactly(bundle):
     again = R.TrustReport.from_json(report.to_json())
     assert again == report and again.to_json() == report.to_json()
     assert again.accuracy.value.hex() == report.accuracy.value.hex()
+
+
+def test_undefined_metrics_round_trip_as_strict_json(bundle):
+    """A group with no positives has a NaN TPR and a zero selection rate an infinite ratio: the report
+    still saves (strict JSON: "NaN", "Infinity") and reads back the same numbers; a group named "NaN"
+    stays a name."""
+    from dataclasses import replace
+
+    report = bundle.report
+    sex = dict(report.fairness["sex"])
+    sex["disparate_impact"] = R.Estimate(math.inf, 0.5, math.inf)
+    sex["equal_opportunity_ratio"] = R.Estimate(math.nan, math.nan, -math.inf)
+    groups = (replace(report.groups[0], group="NaN", tpr=math.nan),) + report.groups[1:]
+    odd = replace(report, fairness={**report.fairness, "sex": sex}, groups=groups,
+                  explanations={**report.explanations, "age": math.nan})
+    text = odd.to_json()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    again = R.TrustReport.from_json(text)
+    assert again.to_json() == text
+    assert again.fairness["sex"]["disparate_impact"] == R.Estimate(math.inf, 0.5, math.inf)
+    ratio = again.fairness["sex"]["equal_opportunity_ratio"]
+    assert math.isnan(ratio.value) and math.isnan(ratio.low) and ratio.high == -math.inf
+    assert again.groups[0].group == "NaN" and math.isnan(again.groups[0].tpr)
+    assert math.isnan(again.explanations["age"]) and again.groups[1:] == report.groups[1:]
 
 
 def test_report_json_refuses_a_missing_key(bundle):

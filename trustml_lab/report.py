@@ -705,10 +705,12 @@ class TrustReport:
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
+        """A JSON-ready dict (tuples become lists; a NaN or infinite number, e.g. the TPR of a group
+        with no positives, becomes the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``: strict
+        JSON has no such numbers)."""
         from dataclasses import asdict
 
-        return asdict(self)
+        return _strict_json_numbers(asdict(self))
 
     def to_json(self) -> str:
         """The report as JSON text (keys in the record's order, so a reloaded report lists them alike)."""
@@ -726,16 +728,45 @@ class TrustReport:
             privacy = d["privacy"]
             return cls(
                 model=d["model"], data=dict(d["data"]), evaluation=d["evaluation"], rows=d["rows"],
-                accuracy=Estimate(**d["accuracy"]), groups=tuple(GroupRates(**g) for g in d["groups"]),
-                fairness={a: {m: Estimate(**e) for m, e in v.items()} for a, v in d["fairness"].items()},
+                accuracy=_estimate(d["accuracy"]),
+                groups=tuple(GroupRates(**_numbers(g, "selection_rate", "tpr", "fpr", "accuracy")) for g in d["groups"]),
+                fairness={a: {m: _estimate(e) for m, e in v.items()} for a, v in d["fairness"].items()},
                 robustness=None if robustness is None else Robustness(
                     attack=robustness["attack"], eps=tuple(robustness["eps"]),
-                    accuracy=tuple(robustness["accuracy"]), rows=robustness["rows"]),
-                explanations=dict(d["explanations"]), privacy=None if privacy is None else Privacy(**privacy),
+                    accuracy=tuple(_number(a) for a in robustness["accuracy"]), rows=robustness["rows"]),
+                explanations={k: _number(v) for k, v in d["explanations"].items()},
+                privacy=None if privacy is None else Privacy(**_numbers(privacy, "epsilon", "delta")),
                 artefacts=dict(d["artefacts"]), versions=dict(d["versions"]), confidence=d["confidence"],
                 n_bootstrap=d["n_bootstrap"], seed=d["seed"], notes=d.get("notes", ""))
         except (TypeError, KeyError, AttributeError) as err:
             raise ValueError(f"text: malformed report ({err})") from err
+
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _strict_json_numbers(value: Any) -> Any:
+    """``value`` with each NaN or infinite float replaced by ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _strict_json_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json_numbers(v) for v in value]
+    return value
+
+
+def _number(value: Any) -> Any:
+    """The inverse of :func:`_strict_json_numbers` for one number field."""
+    return _NON_FINITE.get(value, value) if isinstance(value, str) else value
+
+
+def _numbers(record: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {k: _number(v) if k in names else v for k, v in record.items()}
+
+
+def _estimate(record: Mapping[str, Any]) -> Estimate:
+    return Estimate(**_numbers(record, "value", "low", "high"))
 
 
 def _one_hot(cells: torch.Tensor, count: int) -> torch.Tensor:
