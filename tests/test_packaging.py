@@ -38,8 +38,8 @@ def test_runtime_and_test_dependencies_are_the_course_stack():
     assert names == {
         "torch", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "tqdm",
         "safetensors", "aif360", "fairlearn", "captum", "shap", "opacus",
-        "transformers", "tokenizers", "huggingface-hub", "fastapi", "uvicorn", "httptools", "uvloop", "httpx",
-        "pydantic",
+        "transformers", "tokenizers", "huggingface-hub", "fastapi", "fastapi-offline", "uvicorn", "httptools",
+        "uvloop", "httpx", "pydantic",
         "duckdb", "polars", "pyarrow", "jupyterlab", "ipykernel",
         "pytest", "nbval", "pytest-xdist", "hypothesis", "ruff", "selenium", "filelock", "jupyter-book",
         "django-static-mathjax",

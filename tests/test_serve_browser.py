@@ -96,3 +96,28 @@ def test_page_loads_offline_without_console_errors_and_every_plot_decodes(servic
     assert seen["images"] == (plots or seen["images"]) and seen["images"] >= 1, seen  # the card: the report's plots
     assert seen["decoded"] == seen["images"] and all(width > 100 for width in seen["widths"]), seen
     assert seen["title"] == "Fairness dashboard" if plots else seen["title"].startswith("Model card"), seen
+
+
+# Runs in the page: wait (bounded) until Swagger UI has rendered the schema's operations.
+_OPERATIONS = r"""
+const done = arguments[arguments.length - 1];
+const start = Date.now();
+(function poll() {
+  const paths = [...document.querySelectorAll('.opblock-summary-path')].map(e => e.textContent.trim());
+  if (paths.length >= 5 || Date.now() - start > 20000) { done({paths: paths, title: document.title}); }
+  else { setTimeout(poll, 100); }
+})();
+"""
+
+
+def test_the_api_docs_render_offline(service_url):
+    """/docs (Swagger UI) renders every operation from files the service serves itself: no CDN."""
+    with check_book.chromium() as driver:
+        driver.get(service_url + "/docs")
+        seen = driver.execute_async_script(_OPERATIONS)
+        console = check_book._console(driver)
+        stray = check_book._requests(driver, service_url)
+    assert {"/predict", "/explain", "/outcome", "/model-card", "/metrics"} <= set(seen["paths"]), seen
+    assert seen["title"].endswith("Swagger UI"), seen
+    assert console == [], console
+    assert stray == [], stray

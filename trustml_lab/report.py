@@ -729,7 +729,8 @@ class TrustReport:
             return cls(
                 model=d["model"], data=dict(d["data"]), evaluation=d["evaluation"], rows=d["rows"],
                 accuracy=_estimate(d["accuracy"]),
-                groups=tuple(GroupRates(**_numbers(g, "selection_rate", "tpr", "fpr", "accuracy")) for g in d["groups"]),
+                groups=tuple(GroupRates(**_numbers(g, "selection_rate", "tpr", "fpr", "accuracy"))
+                             for g in d["groups"]),
                 fairness={a: {m: _estimate(e) for m, e in v.items()} for a, v in d["fairness"].items()},
                 robustness=None if robustness is None else Robustness(
                     attack=robustness["attack"], eps=tuple(robustness["eps"]),

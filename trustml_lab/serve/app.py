@@ -30,7 +30,10 @@ A thin FastAPI layer over the pieces of :mod:`trustml_lab.serve` and
     version's recent traffic, as JSON;
 ``GET /dashboard``
     an HTML page, offline (inline SVG images, no script, stylesheet or font from
-    elsewhere): per-group approval and error rates over consecutive windows of the log.
+    elsewhere): per-group approval and error rates over consecutive windows of the log;
+``GET /docs``, ``GET /redoc``, ``GET /openapi.json``
+    the OpenAPI document (an example body for each POST) and its two browsable renderings,
+    whose scripts and styles the service serves itself (fastapi-offline), so they work offline.
 
 **Validation.** The request body is a pydantic model generated from the bundle's
 :class:`~trustml_lab.report.FeatureSchema` (:func:`request_model`): every field
@@ -97,6 +100,7 @@ from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.exceptions import StarletteHTTPException as HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .._validation import check_in_range, check_int, describe
@@ -702,9 +706,11 @@ def create_app(registry: Registry, *, reference: pd.DataFrame, monitor: Monitor 
     examples = {"applicant": {"summary": "an applicant from the reference data", "value": served.example}}
     Body_ = Annotated[Application, Body(openapi_examples=examples)]
 
-    app = FastAPI(title="trustml-lab credit decisions",
-                  description="Decisions, explanations, the model card and the monitor of the chapter's credit "
-                              "model (trustml_lab.serve.app).", version="1")
+    # fastapi-offline: FastAPI with the /docs (Swagger UI) and /redoc pages served from the package's own
+    # files, where plain FastAPI's load their scripts from a CDN (no page needs a network)
+    app = FastAPIOffline(title="trustml-lab credit decisions",
+                         description="Decisions, explanations, the model card and the monitor of the chapter's "
+                                     "credit model (trustml_lab.serve.app).", version="1")
     app.state.service = state
 
     app.add_middleware(_BodyGuard)
