@@ -627,6 +627,22 @@ def test_counterfactual_of_a_linear_model_is_the_closest_one(seed, fixed):
     assert (models.predict(model, result.x[result.valid]) == 1).all()
 
 
+def test_counterfactual_stops_when_no_row_can_move_and_returns_what_the_full_search_returns():
+    """Once every row has flipped (or has no room), later steps change nothing: the search stops there."""
+    model = nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+        model.bias.copy_(torch.tensor([0.0, -1.0]))
+    calls = []
+    counted = nn.Sequential(model)
+    counted.register_forward_hook(lambda module, args, out: calls.append(1))
+    x = torch.tensor([[0.5, 0.0], [0.0, 3.0]])  # flips after 5 and 10 steps of 0.1 on feature 0
+    result = interpret.counterfactual(counted, x, target=1, step_size=0.1, steps=1000)
+    assert result.valid.all() and len(calls) < 30, len(calls)
+    short = interpret.counterfactual(model, x, target=1, step_size=0.1, steps=12)  # the full loop, 12 steps
+    assert torch.equal(result.x, short.x) and torch.equal(result.distance, short.distance)
+
+
 def test_counterfactual_on_credit_keeps_age_fixed_and_stays_in_range(credit):
     model, x, _ = credit
     rejected = x[models.predict(model, x) == 0][:20]

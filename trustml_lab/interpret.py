@@ -1168,6 +1168,10 @@ def _counterfactual_search(model: Model, x: torch.Tensor, target: torch.Tensor, 
         score = torch.where(room & (gain <= margin)[:, None], (gradient * scale).abs(), 0.0)
         best_feature = score.argmax(dim=1)
         direction = gradient[rows, best_feature].sign() * (score[rows, best_feature] > 0)
+        if not bool(direction.any()):
+            # no row moves (each has flipped, or has no room left): every later step would see the
+            # same point and change nothing, so stopping here returns exactly what the full loop would
+            break
         current = current.index_put((rows, best_feature), direction * step_size * scale[best_feature], accumulate=True)
         current = torch.minimum(torch.maximum(current, low), high)
     return Counterfactuals(best, torch.isfinite(best_distance), best_distance)
