@@ -223,6 +223,32 @@ def _check_loss_fn(loss_fn: Any) -> None:
         raise TypeError(f"loss_fn: expected a function loss_fn(logits, y) or None, got {describe(loss_fn)}")
 
 
+def _first_embedding(model: nn.Module) -> nn.Embedding | None:
+    return next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
+
+
+def _model_input(x: Any, model: nn.Module) -> torch.Tensor:
+    """``x`` at the model's edge: floating features (``as_model_input``), or token ids.
+
+    Integer ``x`` is accepted only by a model with an ``nn.Embedding`` (a text model such as
+    :class:`trustml_lab.text.TokenIdsClassifier`): ids of shape ``(N, L)``, inside the first
+    embedding's vocabulary, moved to the model's device and kept integer.
+    """
+    tensor = as_tensor(x, "x")
+    if tensor.is_floating_point() or tensor.dtype == torch.bool or tensor.is_complex():
+        return as_model_input(tensor, "x", model)
+    embedding = _first_embedding(model)
+    if embedding is None:
+        return as_model_input(tensor, "x", model)  # its TypeError: integer inputs are not features
+    if tensor.ndim < 2 or len(tensor) == 0 or tensor[0].numel() == 0:
+        raise ValueError(f"x: expected a non-empty batch of token ids (N, L), got {describe(tensor)}")
+    low, high = int(tensor.min()), int(tensor.max())
+    if low < 0 or high >= embedding.num_embeddings:
+        raise ValueError(f"x: expected token ids in 0..{embedding.num_embeddings - 1} (the model's vocabulary), "
+                         f"got values in [{low}, {high}]")
+    return tensor.to(device=embedding.weight.device, dtype=torch.long)
+
+
 def _model_batch(model: nn.Module, x: Any, y: Any, loss_fn: LossFn | None, *,
                  probe: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` in the model's device and dtype, ``y`` checked against the model's classes.
@@ -230,7 +256,7 @@ def _model_batch(model: nn.Module, x: Any, y: Any, loss_fn: LossFn | None, *,
     ``probe=False`` leaves the class check of ``y`` to the caller, who runs the model anyway
     (the ghost path checks it against the logits of its one forward).
     """
-    x = as_model_input(x, "x", model)
+    x = _model_input(x, model)
     _check_loss_fn(loss_fn)
     if probe:
         y = _targets(y, loss_fn, x.device, _output_classes(model, x, loss_fn))
@@ -497,8 +523,19 @@ def clip_and_sum(per_sample_grads: Mapping[str, torch.Tensor], *, max_grad_norm:
     return ClippedSum(*_clip(grads, max_grad_norm))
 
 
+def _check_ghost_embedding(name: str, module: nn.Embedding) -> None:
+    """Refuse the Embedding options whose gradient is not a sum of one row per token."""
+    where = f"Embedding at {name or 'the top level'!r}"
+    if module.scale_grad_by_freq:
+        raise ValueError(f"model: {where} has scale_grad_by_freq=True: it divides each row's gradient by the "
+                         "token's count in the whole batch, which mixes examples (not differentially private)")
+    if module.max_norm is not None:
+        raise ValueError(f"model: {where} has max_norm={module.max_norm}: it renormalizes the looked-up rows in "
+                         "place at every forward; method='ghost' handles plain lookups only")
+
+
 def _ghost_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The layers holding trainable parameters; each must be Linear or a plain Conv2d.
+    """The layers holding trainable parameters: Linear, a plain Conv2d, Embedding or LayerNorm.
 
     One walk over the modules, per step: it also refuses train-mode layers that mix examples.
     """
@@ -512,12 +549,14 @@ def _ghost_layers(model: nn.Module) -> dict[str, nn.Module]:
             continue
         plain_conv = (isinstance(module, nn.Conv2d) and module.groups == 1
                       and module.padding_mode == "zeros" and not isinstance(module.padding, str))
-        if not (isinstance(module, nn.Linear) or plain_conv):
+        if not (type(module) in _GHOST_TYPES or isinstance(module, nn.Linear) or plain_conv):
             raise ValueError(
-                f"model: method='ghost' handles Linear and Conv2d (groups=1, numeric zero padding) "
-                f"layers, got {type(module).__name__} at {name or 'the top level'!r}; "
+                f"model: method='ghost' handles Linear, Conv2d (groups=1, numeric zero padding), Embedding "
+                f"and LayerNorm layers, got {type(module).__name__} at {name or 'the top level'!r}; "
                 "use method='per_sample'"
             )
+        if type(module) is nn.Embedding:
+            _check_ghost_embedding(name, module)
         if any(id(p) in seen for p in own):
             raise ValueError(f"model: layer {name!r} shares parameters with another layer; use method='per_sample'")
         seen.update(id(p) for p in own)
@@ -525,6 +564,11 @@ def _ghost_layers(model: nn.Module) -> dict[str, nn.Module]:
     if not layers:
         raise ValueError("model: expected at least one parameter with requires_grad=True, got none")
     return layers
+
+
+#: Layers whose per-example gradient norms method="ghost" computes (besides a plain Conv2d).
+#: Exact types: a subclass may change what the forward computes.
+_GHOST_TYPES = (nn.Linear, nn.Embedding, nn.LayerNorm)
 
 
 def _linear_terms(layer: nn.Linear, a: torch.Tensor, g: torch.Tensor, train_weight: bool, train_bias: bool):
@@ -591,6 +635,64 @@ def _general_terms(layer: nn.Module, inputs: torch.Tensor, grad_out: torch.Tenso
     return norms_sq, clipped_sums
 
 
+def _embedding_terms(layer: nn.Embedding, ids: torch.Tensor, grad_out: torch.Tensor, train_weight: bool,
+                     train_bias: bool):
+    """An Embedding: example b's gradient adds ``g_bt`` to row ``ids_bt`` for each of its tokens t.
+
+    Its squared norm is ``sum_{t,s} [ids_bt = ids_bs] g_bt . g_bs`` (the ghost identity of a
+    Linear layer on one-hot inputs, whose Gram matrix is "same token"), ``O(L^2 d)`` per
+    example: the ``(vocabulary, d)`` per-example gradient is never formed. Tokens at
+    ``padding_idx`` get no gradient, as in ``torch.nn.functional.embedding``. The clipped sum
+    adds each token's reweighted output gradient to its row (``index_add_``).
+    """
+    batch = len(ids)
+    ids = ids.reshape(batch, -1)
+    g = grad_out.reshape(batch, ids.shape[1], -1)
+    if layer.padding_idx is not None:
+        g = g.masked_fill((ids == layer.padding_idx)[:, :, None], 0)
+    same = ids[:, :, None] == ids[:, None, :]
+    norms_sq = (torch.bmm(g, g.transpose(1, 2)) * same).sum(dim=(1, 2))
+
+    def clipped_sums(factors: torch.Tensor) -> dict[str, torch.Tensor]:
+        rows = (g * factors[:, None, None]).reshape(-1, g.shape[2])
+        return {"weight": torch.zeros_like(layer.weight).index_add_(0, ids.reshape(-1), rows)}
+
+    return norms_sq, clipped_sums
+
+
+def _layer_norm_terms(layer: nn.LayerNorm, inputs: torch.Tensor, grad_out: torch.Tensor, train_weight: bool,
+                      train_bias: bool):
+    """A LayerNorm ``y = x_hat * weight + bias``: example b's gradients are ``sum_t g_bt * x_hat_bt``
+    and ``sum_t g_bt`` (over its positions t), formed per example: they are ``normalized_shape``
+    small. ``x_hat`` is recomputed from the layer's input, as the forward computed it.
+    """
+    batch, dims = len(inputs), len(layer.normalized_shape)
+    positions = tuple(range(1, inputs.ndim - dims))  # the dimensions between the batch and the normalized ones
+    per_example = {}
+    if train_weight:
+        x_hat = F.layer_norm(inputs, layer.normalized_shape, eps=layer.eps)
+        per_example["weight"] = (grad_out * x_hat).sum(dim=positions) if positions else grad_out * x_hat
+    if train_bias:
+        per_example["bias"] = grad_out.sum(dim=positions) if positions else grad_out
+    norms_sq = sum(p.reshape(batch, -1).square().sum(dim=1) for p in per_example.values())
+
+    def clipped_sums(factors: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {kind: torch.einsum("b...,b->...", p, factors) for kind, p in per_example.items()}
+
+    return norms_sq, clipped_sums
+
+
+def _layer_terms(layer: nn.Module, inputs: torch.Tensor):
+    """The function that gives a layer's squared per-example norms and clipped sums."""
+    if isinstance(layer, nn.Linear):
+        return _linear_terms if inputs.ndim == 2 else _general_terms
+    if isinstance(layer, nn.Embedding):
+        return _embedding_terms
+    if isinstance(layer, nn.LayerNorm):
+        return _layer_norm_terms
+    return _general_terms
+
+
 Records = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -654,10 +756,15 @@ def _ghost_clipped_sum(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_
     norms_sq, summers = None, {}
     for (name, layer), grad_out in zip(layers.items(), grad_outs):
         inputs = records[name][0]
-        train_weight = layer.weight.requires_grad
-        train_bias = layer.bias is not None and layer.bias.requires_grad
-        terms = _linear_terms if isinstance(layer, nn.Linear) and inputs.ndim == 2 else _general_terms
-        layer_norms_sq, summers[name] = terms(layer, inputs, grad_out, train_weight, train_bias)
+        if len(inputs) != len(x):
+            raise ValueError(
+                f"model: layer {name!r} ran on a batch of {len(inputs)} rows, not one row per example "
+                f"({len(x)}): its per-example gradients are mixed. For a Hugging Face BERT pass position_ids "
+                "and token_type_ids of shape (N, L), contiguous (Opacus issue #841), as "
+                "trustml_lab.text.TokenIdsClassifier does")
+        train_weight = layer.weight is not None and layer.weight.requires_grad
+        train_bias = getattr(layer, "bias", None) is not None and layer.bias.requires_grad
+        layer_norms_sq, summers[name] = _layer_terms(layer, inputs)(layer, inputs, grad_out, train_weight, train_bias)
         norms_sq = layer_norms_sq if norms_sq is None else norms_sq + layer_norms_sq
     factors = _clip_factors(norms_sq.sqrt(), max_grad_norm)
     # module by module, weight then bias: the order of model.named_parameters()
@@ -1001,7 +1108,7 @@ def membership_scores(model: nn.Module, x, y, *, loss_fn: LossFn | None = None,
     """
     check_model(model)
     size = check_int(internal_batch_size, "internal_batch_size")
-    x = as_model_input(x, "x", model)
+    x = _model_input(x, model)
     _check_loss_fn(loss_fn)
     y = as_tensor(y, "y", device=x.device)
     check_same_length(x=x, y=y)

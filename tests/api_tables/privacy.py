@@ -109,7 +109,7 @@ BAD = [
         "labels outside the model's classes (ghost)"),
     Bad("private_gradient", lambda: ((_batchnorm_model(), *_xy()), _with(_STEP, method="ghost")), "model",
         "train-mode BatchNorm (ghost)"),
-    Bad("private_gradient", lambda: ((nn.Sequential(nn.Linear(3, 2), nn.LayerNorm(2)), *_xy()),
+    Bad("private_gradient", lambda: ((nn.Sequential(nn.Linear(3, 2), nn.GroupNorm(1, 2)), *_xy()),
                                      _with(_STEP, method="ghost")), "model", "a layer ghost clipping does not handle"),
     Bad("private_gradient", lambda: ((_model(), *_xy()), _with(_STEP, method="fast")), "method", "an unknown method"),
     Bad("private_gradient", lambda: ((_model(), *_xy()), _with(_STEP, generator=1)), "generator", "not a generator"),
