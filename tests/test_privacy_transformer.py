@@ -80,29 +80,35 @@ def opacus_grad_samples(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> d
     return grads
 
 
-def layer_regimes(model: nn.Module, length: int) -> set[str]:
-    """Which of the two branches each Linear layer on (N, L, d) takes at this length (the rule of
-    ``privacy._general_terms``: ghost norm when ``L (d_in + d_out) < d_in d_out``)."""
-    found = set()
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and name.startswith("model.bert.encoder"):
-            ghost = length * (module.in_features + module.out_features) < module.in_features * module.out_features
-            found.add("ghost norm" if ghost else "materialized")
-    return found
+def record_branches(monkeypatch) -> list[str]:
+    """The branch each group of each Linear layer on (N, L, d) takes, recorded during the call
+    (the rule of ``privacy._sequence_linear_terms``: ghost norm when ``l (in + out) < in out``)."""
+    taken: list[str] = []
+    original = privacy._sequence_linear_terms
+
+    def spy(layer, inputs, grad_out, *args):
+        for _, length in privacy._length_groups(grad_out.reshape(len(inputs), -1, grad_out.shape[-1])):
+            cheaper = length * (layer.in_features + layer.out_features) < layer.in_features * layer.out_features
+            taken.append("ghost norm" if cheaper else "materialized")
+        return original(layer, inputs, grad_out, *args)
+
+    monkeypatch.setattr(privacy, "_sequence_linear_terms", spy)
+    return taken
 
 
 @pytest.mark.parametrize("longest", [False, True], ids=["short-sentences", "full-length"])
-def test_ghost_equals_per_sample_on_the_bert(longest):
+def test_ghost_equals_per_sample_on_the_bert(longest, monkeypatch):
     model = classifier()
     x, y = sentences(0, 12, longest=longest)
-    # short batches: every encoder Linear takes the ghost norm; full-length: both branches run
-    assert layer_regimes(model, x.shape[1]) == ({"ghost norm", "materialized"} if longest else {"ghost norm"})
+    branches = record_branches(monkeypatch)
     per_sample = privacy.per_sample_gradients(model, x, y)
     norms = norms_of(per_sample)
     max_grad_norm = float(norms.median())  # some examples clipped, some not
     assert (norms > max_grad_norm).any() and (norms < max_grad_norm).any()
     kw = dict(max_grad_norm=max_grad_norm, noise_multiplier=0.0)
     ghost = privacy.private_gradient(model, x, y, method="ghost", **kw)
+    # short sentences: every group takes the ghost norm; full-length ones: both branches run
+    assert set(branches) == ({"ghost norm", "materialized"} if longest else {"ghost norm"})
     assert_close(ghost, privacy.private_gradient(model, x, y, **kw))
     assert_close(ghost, privacy.clip_and_sum(per_sample, max_grad_norm=max_grad_norm).summed)
     # the embedding's gradient touches only the rows of tokens in the batch (padding excluded)
@@ -215,6 +221,25 @@ def test_embedding_repeated_tokens_and_padding_idx_equal_per_sample():
         assert_close(ghost, privacy.private_gradient(model, x, y, **kw))
         if options:
             assert torch.equal(ghost["0.weight"][0], torch.zeros(4, dtype=torch.float64))
+
+
+def test_sequence_linear_groups_and_examples_without_gradient_equal_per_sample():
+    """Linear on (N, L, d) with examples of every active length, those of class 2 with no gradient at all."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 40), nn.Tanh(), nn.Linear(40, 5), nn.Flatten(), nn.Linear(35, 3)).double()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(13, 7, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (13,), generator=g)
+    assert (y == 2).any()
+
+    def loss_fn(logits, y):  # examples of class 2 do not count (per example: vmap calls it one at a time)
+        return F.cross_entropy(logits, y, reduction="none") * (y != 2)
+
+    kw = dict(max_grad_norm=0.1, noise_multiplier=0.0, loss_fn=loss_fn)
+    assert_close(privacy.private_gradient(model, x, y, method="ghost", **kw),
+                 privacy.private_gradient(model, x, y, **kw))
+    groups = privacy._length_groups(torch.zeros(4, 3, 2).index_fill_(0, torch.tensor([1]), 1.0))
+    assert [(i.tolist(), length) for i, length in groups] == [([1], 3)]
 
 
 @pytest.mark.parametrize("bias", [True, False])
