@@ -272,8 +272,8 @@ class _PositionsBroadcast(nn.Module):
 def test_bert_without_batched_position_ids_is_refused_naming_the_workaround():
     model = _PositionsBroadcast(classifier().model)
     x, y = sentences(0, 4)
-    with pytest.raises(ValueError, match=r"^model: layer 'model.bert.embeddings.position_embeddings' ran on a batch "
-                                         r"of 1 rows.*#841"):
+    with pytest.raises(ValueError, match=r"^model: layer 'model.bert.embeddings.position_embeddings' ran on 1 row "
+                                         r"for a batch of 4 examples.*#841"):
         privacy.private_gradient(model, x, y, max_grad_norm=1.0, noise_multiplier=0.0, method="ghost")
 
 
