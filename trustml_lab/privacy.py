@@ -851,9 +851,10 @@ def _ghost_clipped_sum(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_
     for (name, layer), grad_out in zip(layers.items(), grad_outs):
         inputs = records[name][0]
         if len(inputs) != len(x):
+            rows = f"{len(inputs)} row{'s' if len(inputs) != 1 else ''}"
             raise ValueError(
-                f"model: layer {name!r} ran on {len(inputs)} row{'s' if len(inputs) != 1 else ''} for a batch of "
-                f"{len(x)} examples, not one row per example: its per-example gradients would be mixed. For a Hugging Face BERT pass position_ids "
+                f"model: layer {name!r} ran on {rows} for a batch of {len(x)} examples, not one row per "
+                "example: its per-example gradients would be mixed. For a Hugging Face BERT pass position_ids "
                 "and token_type_ids of shape (N, L), contiguous (Opacus issue #841), as "
                 "trustml_lab.text.TokenIdsClassifier does")
         train_weight = layer.weight is not None and layer.weight.requires_grad
