@@ -303,6 +303,7 @@ class _Attention(nn.Module):
         return self.head(self.attention(h, h, h, need_weights=False)[0].mean(dim=1))
 
 
+@pytest.mark.filterwarnings("ignore:There is a performance drop")  # vmap's fallback for attention (per_sample)
 @pytest.mark.parametrize("model, named", [
     (_Attention(), "MultiheadAttention at 'attention'"),
     (nn.Sequential(nn.Embedding(11, 4), nn.Flatten(), nn.Linear(20, 6), nn.GroupNorm(2, 6)), "GroupNorm at '3'"),
