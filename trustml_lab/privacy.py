@@ -235,6 +235,8 @@ def _model_input(x: Any, model: nn.Module) -> torch.Tensor:
     :class:`trustml_lab.text.TokenIdsClassifier`): ids of shape ``(N, L)``, inside the first
     embedding's vocabulary, moved to the model's device and kept integer.
     """
+    if isinstance(x, torch.Tensor) and (x.is_floating_point() or x.dtype == torch.bool or x.is_complex()):
+        return as_model_input(x, "x", model)  # features: checked once (this is per step)
     tensor = as_tensor(x, "x")
     if tensor.is_floating_point() or tensor.dtype == torch.bool or tensor.is_complex():
         return as_model_input(tensor, "x", model)
