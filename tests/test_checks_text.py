@@ -166,3 +166,41 @@ def test_checks_do_not_leave_copies_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     checks.text.check_verify_folder(verify_folder)
     assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- 5.4
+
+def sequence_ghost_norms(a, g):
+    return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum(dim=(1, 2)).sqrt()
+
+
+def test_sequence_ghost_norms(capsys):
+    checks.text.check_sequence_ghost_norms(sequence_ghost_norms)
+    assert "PASS sequence_ghost_norms" in capsys.readouterr().out
+    with pytest.raises(checks.CheckFailed, match="squared norms"):
+        checks.text.check_sequence_ghost_norms(lambda a, g: sequence_ghost_norms(a, g) ** 2)
+    with pytest.raises(checks.CheckFailed, match="each example needs its own"):
+        checks.text.check_sequence_ghost_norms(
+            lambda a, g: torch.einsum("blo,bli->oi", g, a).norm().expand(len(a)).clone())
+    with pytest.raises(checks.CheckFailed, match="per-example norms"):  # token by token, cross terms forgotten
+        checks.text.check_sequence_ghost_norms(lambda a, g: ((a.norm(dim=2) * g.norm(dim=2)) ** 2).sum(1).sqrt())
+    with pytest.raises(checks.CheckFailed, match="NotImplementedError"):
+        checks.text.check_sequence_ghost_norms(stub)
+
+
+def embedding_grad_norms(ids, g, padding_idx):
+    if padding_idx is not None:
+        g = g.masked_fill((ids == padding_idx)[:, :, None], 0)
+    same = ids[:, :, None] == ids[:, None, :]
+    return (torch.bmm(g, g.transpose(1, 2)) * same).sum(dim=(1, 2)).sqrt()
+
+
+def test_embedding_grad_norms(capsys):
+    checks.text.check_embedding_grad_norms(embedding_grad_norms)
+    assert "PASS embedding_grad_norms" in capsys.readouterr().out
+    with pytest.raises(checks.CheckFailed, match="occurs twice"):
+        checks.text.check_embedding_grad_norms(lambda ids, g, pad: g.flatten(1).norm(dim=1))
+    with pytest.raises(checks.CheckFailed, match="padding_idx get no gradient"):
+        checks.text.check_embedding_grad_norms(lambda ids, g, pad: embedding_grad_norms(ids, g, None))
+    with pytest.raises(checks.CheckFailed, match="NotImplementedError"):
+        checks.text.check_embedding_grad_norms(stub)

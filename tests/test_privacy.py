@@ -511,7 +511,7 @@ def test_dp_fit_checks_every_argument_before_the_first_step():
         with pytest.raises((ValueError, TypeError), match=f"^{arg}"):
             P.dp_fit(model, x, y, **{**settings_, **bad})
     with pytest.raises(ValueError, match="^model: method='ghost'"):
-        P.dp_fit(nn.Sequential(model, nn.LayerNorm(2)), x, y, method="ghost", **settings_)
+        P.dp_fit(nn.Sequential(model, nn.GroupNorm(1, 2)), x, y, method="ghost", **settings_)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -816,7 +816,7 @@ def test_gradient_bad_input(adult):
         P.private_gradient(model, x, y, loss_fn=F.cross_entropy, max_grad_norm=1.0, noise_multiplier=1.0,
                            method="ghost")
     with pytest.raises(ValueError, match="model: method='ghost'"):
-        P.private_gradient(nn.Sequential(nn.Linear(104, 4), nn.LayerNorm(4)), x, y,
+        P.private_gradient(nn.Sequential(nn.Linear(104, 4), nn.GroupNorm(1, 4)), x, y,
                            max_grad_norm=1.0, noise_multiplier=0.0, method="ghost")
     shared = nn.Linear(104, 104)
     with pytest.raises(ValueError, match="shares parameters"):

@@ -6,8 +6,9 @@ Chapter 4's kernels, in the order the notebooks use them:
   calibrated to a query's sensitivity;
 - :func:`per_sample_gradients`, :func:`clip_and_sum`, :func:`private_gradient`: the one
   computation of a DP-SGD step (per-example gradients, flat clipping as Opacus does it,
-  Gaussian noise), with a ``"ghost"`` fast path for ``Linear`` and ``Conv2d`` layers that
-  gets the clipped sum without per-example gradients of the linear layers;
+  Gaussian noise), with a ``"ghost"`` fast path for ``Linear``, ``Conv2d``, ``Embedding``
+  and ``LayerNorm`` layers (MLPs, CNNs and the chapter-5 BERT) that gets the clipped sum
+  without per-example gradients of the linear layers and embeddings;
 - :func:`dp_fit`: DP-SGD with Poisson sampling, its privacy read from Opacus's accountants
   (:func:`epsilon_spent`, :func:`noise_multiplier_for_epsilon`; we do not re-implement
   accounting);
@@ -223,6 +224,34 @@ def _check_loss_fn(loss_fn: Any) -> None:
         raise TypeError(f"loss_fn: expected a function loss_fn(logits, y) or None, got {describe(loss_fn)}")
 
 
+def _first_embedding(model: nn.Module) -> nn.Embedding | None:
+    return next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
+
+
+def _model_input(x: Any, model: nn.Module) -> torch.Tensor:
+    """``x`` at the model's edge: floating features (``as_model_input``), or token ids.
+
+    Integer ``x`` is accepted only by a model with an ``nn.Embedding`` (a text model such as
+    :class:`trustml_lab.text.TokenIdsClassifier`): ids of shape ``(N, L)``, inside the first
+    embedding's vocabulary, moved to the model's device and kept integer.
+    """
+    if isinstance(x, torch.Tensor) and (x.is_floating_point() or x.dtype == torch.bool or x.is_complex()):
+        return as_model_input(x, "x", model)  # features: checked once (this is per step)
+    tensor = as_tensor(x, "x")
+    if tensor.is_floating_point() or tensor.dtype == torch.bool or tensor.is_complex():
+        return as_model_input(tensor, "x", model)
+    embedding = _first_embedding(model)
+    if embedding is None:
+        return as_model_input(tensor, "x", model)  # its TypeError: integer inputs are not features
+    if tensor.ndim < 2 or len(tensor) == 0 or tensor[0].numel() == 0:
+        raise ValueError(f"x: expected a non-empty batch of token ids (N, L), got {describe(tensor)}")
+    low, high = int(tensor.min()), int(tensor.max())
+    if low < 0 or high >= embedding.num_embeddings:
+        raise ValueError(f"x: expected token ids in 0..{embedding.num_embeddings - 1} (the model's vocabulary), "
+                         f"got values in [{low}, {high}]")
+    return tensor.to(device=embedding.weight.device, dtype=torch.long)
+
+
 def _model_batch(model: nn.Module, x: Any, y: Any, loss_fn: LossFn | None, *,
                  probe: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` in the model's device and dtype, ``y`` checked against the model's classes.
@@ -230,7 +259,7 @@ def _model_batch(model: nn.Module, x: Any, y: Any, loss_fn: LossFn | None, *,
     ``probe=False`` leaves the class check of ``y`` to the caller, who runs the model anyway
     (the ghost path checks it against the logits of its one forward).
     """
-    x = as_model_input(x, "x", model)
+    x = _model_input(x, model)
     _check_loss_fn(loss_fn)
     if probe:
         y = _targets(y, loss_fn, x.device, _output_classes(model, x, loss_fn))
@@ -497,8 +526,19 @@ def clip_and_sum(per_sample_grads: Mapping[str, torch.Tensor], *, max_grad_norm:
     return ClippedSum(*_clip(grads, max_grad_norm))
 
 
+def _check_ghost_embedding(name: str, module: nn.Embedding) -> None:
+    """Refuse the Embedding options whose gradient is not a sum of one row per token."""
+    where = f"Embedding at {name or 'the top level'!r}"
+    if module.scale_grad_by_freq:
+        raise ValueError(f"model: {where} has scale_grad_by_freq=True: it divides each row's gradient by the "
+                         "token's count in the whole batch, which mixes examples (not differentially private)")
+    if module.max_norm is not None:
+        raise ValueError(f"model: {where} has max_norm={module.max_norm}: it renormalizes the looked-up rows in "
+                         "place at every forward; method='ghost' handles plain lookups only")
+
+
 def _ghost_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The layers holding trainable parameters; each must be Linear or a plain Conv2d.
+    """The layers holding trainable parameters: Linear, a plain Conv2d, Embedding or LayerNorm.
 
     One walk over the modules, per step: it also refuses train-mode layers that mix examples.
     """
@@ -512,12 +552,14 @@ def _ghost_layers(model: nn.Module) -> dict[str, nn.Module]:
             continue
         plain_conv = (isinstance(module, nn.Conv2d) and module.groups == 1
                       and module.padding_mode == "zeros" and not isinstance(module.padding, str))
-        if not (isinstance(module, nn.Linear) or plain_conv):
+        if not (type(module) in _GHOST_TYPES or isinstance(module, nn.Linear) or plain_conv):
             raise ValueError(
-                f"model: method='ghost' handles Linear and Conv2d (groups=1, numeric zero padding) "
-                f"layers, got {type(module).__name__} at {name or 'the top level'!r}; "
+                f"model: method='ghost' handles Linear, Conv2d (groups=1, numeric zero padding), Embedding "
+                f"and LayerNorm layers, got {type(module).__name__} at {name or 'the top level'!r}; "
                 "use method='per_sample'"
             )
+        if type(module) is nn.Embedding:
+            _check_ghost_embedding(name, module)
         if any(id(p) in seen for p in own):
             raise ValueError(f"model: layer {name!r} shares parameters with another layer; use method='per_sample'")
         seen.update(id(p) for p in own)
@@ -525,6 +567,11 @@ def _ghost_layers(model: nn.Module) -> dict[str, nn.Module]:
     if not layers:
         raise ValueError("model: expected at least one parameter with requires_grad=True, got none")
     return layers
+
+
+#: Layers whose per-example gradient norms method="ghost" computes (besides a plain Conv2d).
+#: Exact types: a subclass may change what the forward computes.
+_GHOST_TYPES = (nn.Linear, nn.Embedding, nn.LayerNorm)
 
 
 def _linear_terms(layer: nn.Linear, a: torch.Tensor, g: torch.Tensor, train_weight: bool, train_bias: bool):
@@ -591,6 +638,157 @@ def _general_terms(layer: nn.Module, inputs: torch.Tensor, grad_out: torch.Tenso
     return norms_sq, clipped_sums
 
 
+#: A Linear layer on (N, L, in) groups the examples by active length (see
+#: ``_sequence_linear_terms``) into at most this many groups.
+SEQUENCE_GROUPS = 8
+
+
+def _length_groups(g: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+    """Examples grouped by active length: ``[(indices, length)]``, longest first.
+
+    An example's active length is one past its last position with a nonzero output
+    gradient (a padded token, or a position no later layer reads, has none). The examples,
+    sorted by it, are cut into at most :data:`SEQUENCE_GROUPS` groups of equal count, each
+    padded only to its own longest; groups of equal length merge, examples with no
+    gradient at all are dropped (they add nothing).
+    """
+    batch, length = g.shape[:2]
+    positions = torch.arange(1, length + 1, device=g.device)
+    # a row is nonzero iff its max or its min is (exact; torch.aminmax is some 4x slower on CPU)
+    lengths = (((g.amax(dim=2) != 0) | (g.amin(dim=2) != 0)) * positions).amax(dim=1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    sorted_lengths = lengths[order].tolist()
+    size = -(-batch // SEQUENCE_GROUPS)
+    groups: list[tuple[int, int, int]] = []  # (start, stop, length) in the sorted order
+    for start in range(0, batch, size):
+        top = sorted_lengths[start]
+        if top == 0:
+            break
+        stop = min(start + size, batch)
+        if groups and groups[-1][2] == top:
+            groups[-1] = (groups[-1][0], stop, top)
+        else:
+            groups.append((start, stop, top))
+    return [(order[start:stop], top) for start, stop, top in groups]
+
+
+def _sequence_linear_terms(layer: nn.Linear, inputs: torch.Tensor, grad_out: torch.Tensor, train_weight: bool,
+                           train_bias: bool):
+    """A Linear layer on (B, L, in) (a transformer's tokens): the L positions share the weight.
+
+    Example b's weight gradient is ``g_b^T a_b`` (``a_b`` its (L, in) inputs, ``g_b`` its
+    (L, out) output gradients). Per group of examples of similar active length ``l``
+    (:func:`_length_groups`: padded and unread positions carry no gradient and are cut
+    off), its squared norm comes from whichever is cheaper (Li et al. 2022): the ghost norm
+    ``sum((a_b a_b^T) * (g_b g_b^T))``, ``O(l^2 (in + out))``, when
+    ``l (in + out) < in out``, else the group's per-example gradients, ``O(l in out)``,
+    then reused for the sum. The clipped sum reweights the output gradients
+    (book-keeping, Bu et al. 2023).
+    """
+    batch = len(inputs)
+    a = inputs.reshape(batch, -1, inputs.shape[-1])
+    g = grad_out.reshape(batch, -1, grad_out.shape[-1])
+    n_in, n_out = a.shape[2], g.shape[2]
+    norms_sq = g.new_zeros(batch)
+    parts = []  # (indices, a, g, per-example gradients or None)
+    if train_weight:
+        for index, length in _length_groups(g):
+            a_part, g_part = a[index, :length], g[index, :length]
+            if length * (n_in + n_out) < n_in * n_out:
+                part_sq = (torch.bmm(a_part, a_part.transpose(1, 2))
+                           * torch.bmm(g_part, g_part.transpose(1, 2))).sum(dim=(1, 2))
+                parts.append((index, a_part, g_part, None))
+            else:
+                per_example = torch.bmm(g_part.transpose(1, 2), a_part)  # (n, out, in)
+                part_sq = per_example.square().sum(dim=(1, 2))
+                parts.append((index, None, None, per_example))
+            norms_sq.index_add_(0, index, part_sq)
+    bias_grads = g.sum(dim=1) if train_bias else None  # (B, out)
+    if train_bias:
+        norms_sq += torch.linalg.vecdot(bias_grads, bias_grads)
+
+    def clipped_sums(factors: torch.Tensor) -> dict[str, torch.Tensor]:
+        sums = {}
+        if train_weight:
+            weight = g.new_zeros(n_out, n_in)
+            for index, a_part, g_part, per_example in parts:
+                f = factors[index]
+                if per_example is None:
+                    weight += (g_part * f[:, None, None]).reshape(-1, n_out).T @ a_part.reshape(-1, n_in)
+                else:
+                    weight += (per_example.reshape(len(f), -1).T @ f).reshape(n_out, n_in)
+            sums["weight"] = weight
+        if train_bias:
+            sums["bias"] = bias_grads.T @ factors
+        return sums
+
+    return norms_sq, clipped_sums
+
+
+def _embedding_terms(layer: nn.Embedding, ids: torch.Tensor, grad_out: torch.Tensor, train_weight: bool,
+                     train_bias: bool):
+    """An Embedding: example b's gradient adds ``g_bt`` to row ``ids_bt`` for each of its tokens t.
+
+    Its squared norm is ``sum_v |sum_{t: ids_bt = v} g_bt|^2``: the output gradients summed
+    per (example, token) pair (tokens repeated in an example add up), then squared, in
+    ``O(L d)`` per example; the ``(vocabulary, d)`` per-example gradient is never formed.
+    (It equals the ghost norm ``sum_{t,s} [ids_bt = ids_bs] g_bt . g_bs`` without its
+    ``O(L^2 d)``.) Tokens at ``padding_idx`` get no gradient, as in
+    ``torch.nn.functional.embedding``. The clipped sum adds each token's reweighted output
+    gradient to its row (``index_add_``).
+    """
+    batch = len(ids)
+    ids = ids.reshape(batch, -1)
+    g = grad_out.reshape(batch, ids.shape[1], -1)
+    if layer.padding_idx is not None:
+        g = g.masked_fill((ids == layer.padding_idx)[:, :, None], 0)
+    rows = torch.arange(batch, device=ids.device)
+    pairs = (rows[:, None] * layer.num_embeddings + ids).reshape(-1)
+    unique, which = torch.unique(pairs, return_inverse=True)
+    per_pair = g.new_zeros(len(unique), g.shape[2]).index_add_(0, which, g.reshape(-1, g.shape[2]))
+    norms_sq = g.new_zeros(batch).index_add_(0, torch.div(unique, layer.num_embeddings, rounding_mode="floor"),
+                                             torch.linalg.vecdot(per_pair, per_pair))
+
+    def clipped_sums(factors: torch.Tensor) -> dict[str, torch.Tensor]:
+        reweighted = (g * factors[:, None, None]).reshape(-1, g.shape[2])
+        return {"weight": torch.zeros_like(layer.weight).index_add_(0, ids.reshape(-1), reweighted)}
+
+    return norms_sq, clipped_sums
+
+
+def _layer_norm_terms(layer: nn.LayerNorm, inputs: torch.Tensor, grad_out: torch.Tensor, train_weight: bool,
+                      train_bias: bool):
+    """A LayerNorm ``y = x_hat * weight + bias``: example b's gradients are ``sum_t g_bt * x_hat_bt``
+    and ``sum_t g_bt`` (over its positions t), formed per example: they are ``normalized_shape``
+    small. ``x_hat`` is recomputed from the layer's input, as the forward computed it.
+    """
+    batch, dims = len(inputs), len(layer.normalized_shape)
+    positions = tuple(range(1, inputs.ndim - dims))  # the dimensions between the batch and the normalized ones
+    per_example = {}
+    if train_weight:
+        x_hat = F.layer_norm(inputs, layer.normalized_shape, eps=layer.eps)
+        per_example["weight"] = (grad_out * x_hat).sum(dim=positions) if positions else grad_out * x_hat
+    if train_bias:
+        per_example["bias"] = grad_out.sum(dim=positions) if positions else grad_out
+    norms_sq = sum(p.reshape(batch, -1).square().sum(dim=1) for p in per_example.values())
+
+    def clipped_sums(factors: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {kind: torch.einsum("b...,b->...", p, factors) for kind, p in per_example.items()}
+
+    return norms_sq, clipped_sums
+
+
+def _layer_terms(layer: nn.Module, inputs: torch.Tensor):
+    """The function that gives a layer's squared per-example norms and clipped sums."""
+    if isinstance(layer, nn.Linear):
+        return _linear_terms if inputs.ndim == 2 else _sequence_linear_terms
+    if isinstance(layer, nn.Embedding):
+        return _embedding_terms
+    if isinstance(layer, nn.LayerNorm):
+        return _layer_norm_terms
+    return _general_terms
+
+
 Records = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -654,10 +852,16 @@ def _ghost_clipped_sum(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_
     norms_sq, summers = None, {}
     for (name, layer), grad_out in zip(layers.items(), grad_outs):
         inputs = records[name][0]
-        train_weight = layer.weight.requires_grad
-        train_bias = layer.bias is not None and layer.bias.requires_grad
-        terms = _linear_terms if isinstance(layer, nn.Linear) and inputs.ndim == 2 else _general_terms
-        layer_norms_sq, summers[name] = terms(layer, inputs, grad_out, train_weight, train_bias)
+        if len(inputs) != len(x):
+            rows = f"{len(inputs)} row{'s' if len(inputs) != 1 else ''}"
+            raise ValueError(
+                f"model: layer {name!r} ran on {rows} for a batch of {len(x)} examples, not one row per "
+                "example: its per-example gradients would be mixed. For a Hugging Face BERT pass position_ids "
+                "and token_type_ids of shape (N, L), contiguous (Opacus issue #841), as "
+                "trustml_lab.text.TokenIdsClassifier does")
+        train_weight = layer.weight is not None and layer.weight.requires_grad
+        train_bias = getattr(layer, "bias", None) is not None and layer.bias.requires_grad
+        layer_norms_sq, summers[name] = _layer_terms(layer, inputs)(layer, inputs, grad_out, train_weight, train_bias)
         norms_sq = layer_norms_sq if norms_sq is None else norms_sq + layer_norms_sq
     factors = _clip_factors(norms_sq.sqrt(), max_grad_norm)
     # module by module, weight then bias: the order of model.named_parameters()
@@ -702,11 +906,21 @@ def private_gradient(model: nn.Module, x, y, *, loss_fn: LossFn | None = None, m
     expected batch size.
 
     ``method="per_sample"`` clips :func:`per_sample_gradients` with :func:`clip_and_sum`.
-    ``method="ghost"`` accepts models whose trainable layers are ``Linear`` and ``Conv2d``.
-    One backward gives each layer's output gradients; per-example norms follow from the
-    layers' inputs and output gradients (ghost clipping, Lee and Kifer 2020; Li et al.
-    2021), so a ``Linear`` layer's per-example gradients are never formed (a convolution's
-    are, for that one layer, when that is cheaper than its ghost norm: Bu et al. 2022).
+    ``method="ghost"`` accepts models whose trainable layers are ``Linear``, ``Conv2d``,
+    ``Embedding`` and ``LayerNorm`` (anything else is refused, named). One backward gives
+    each layer's output gradients; per-example norms follow from the layers' inputs and
+    output gradients (ghost clipping, Lee and Kifer 2020; Li et al. 2021). A ``Linear``
+    layer on ``(N, in)`` never forms its per-example gradients; on ``(N, L, in)``
+    (a transformer's tokens) or a convolution's patches it takes, layer by layer, whichever
+    is cheaper: the ghost norm, ``O(L^2 (in + out))`` per example, or that one layer's
+    per-example gradients, ``O(L in out)`` (Li et al. 2022; Bu et al. 2022). An
+    ``Embedding``'s norm is the ghost norm over token ids (rows of repeated tokens add up;
+    ``padding_idx`` gets no gradient), never the ``(vocabulary, d)`` per-example gradient;
+    a ``LayerNorm``'s per-example gradients are formed (they are ``normalized_shape``
+    small). Integer ``x`` are token ids, for a model with an ``Embedding``: with a Hugging
+    Face BERT, wrap it in :class:`trustml_lab.text.TokenIdsClassifier`, which passes
+    ``position_ids`` and ``token_type_ids`` with a batch dimension (Opacus issue #841; a
+    layer that sees one row for the whole batch is refused, not summed wrongly).
     The clipped sum is then assembled from the same inputs and the output gradients
     reweighted by the clipping factors, which gives what the second, reweighted backward
     of ghost clipping gives without running it (book-keeping, Bu et al. 2023). Both
@@ -1001,7 +1215,7 @@ def membership_scores(model: nn.Module, x, y, *, loss_fn: LossFn | None = None,
     """
     check_model(model)
     size = check_int(internal_batch_size, "internal_batch_size")
-    x = as_model_input(x, "x", model)
+    x = _model_input(x, model)
     _check_loss_fn(loss_fn)
     y = as_tensor(y, "y", device=x.device)
     check_same_length(x=x, y=y)

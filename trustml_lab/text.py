@@ -27,13 +27,15 @@ function                            what it computes (reference)
 :func:`substitution_candidates`     the attack's word-substitution constraint
 :func:`substitution_attack`         HotFlip-style first-order ranking, then an exact check
                                     (Ebrahimi et al. 2018), robust accuracy against swaps
+:class:`TokenIdsClassifier`         the BERT as a module from token ids to logits, for DP-SGD
+                                    (``trustml_lab.privacy``) and Opacus
 ==================================  ====================================================================
 
 Hugging Face's libraries are imported when first needed, with ``HF_HUB_OFFLINE=1`` set
 first: nothing here touches the network. Differentially private fine-tuning (Opacus and
 the per-sample gradients of ``trustml_lab.privacy``) needs ``position_ids`` and
 ``token_type_ids`` with a batch dimension, passed explicitly and contiguous (Opacus issue
-#841): :func:`encode_text` builds them so.
+#841): :func:`encode_text` and :class:`TokenIdsClassifier` build them so.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ __all__ = [
     "TextBatch",
     "TextModel",
     "TokenAttributions",
+    "TokenIdsClassifier",
     "attention_rollout",
     "counterfactual_gap",
     "counterfactual_sentences",
@@ -1238,3 +1241,51 @@ def _embedding_gradient(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor,
     (gradient,) = torch.autograd.grad(log_proba, inputs)
     return gradient
 
+
+
+# --------------------------------------------------------------------------- private fine-tuning
+
+class TokenIdsClassifier(nn.Module):
+    """A BERT classifier as a plain module from token ids to logits: ``(N, L)`` ids -> ``(N, C)``.
+
+    ``trustml_lab.privacy`` (``private_gradient``, ``dp_fit``, ``membership_scores``) and
+    Opacus's ``GradSampleModule`` run a model as ``model(x)`` and want a tensor back; a
+    Hugging Face model takes keyword arguments and returns a ``SequenceClassifierOutput``.
+    This wrapper (its one submodule ``model`` is the BERT, parameters shared, not copied)
+    builds from ``input_ids`` alone what the BERT needs:
+
+    - ``position_ids`` ``0..L-1`` and ``token_type_ids`` zeros, both ``(N, L)``: with a
+      batch dimension, passed explicitly and contiguous. Without them BERT broadcasts one
+      ``(1, L)`` row of positions over the batch, and Opacus's per-sample gradient of the
+      position embeddings (and ours) sees one example instead of N (Opacus issue #841,
+      still open);
+    - the attention mask from the padding id (``input_ids != pad_token_id``), as the additive
+      ``(N, 1, 1, L)`` mask BERT builds itself (0 where attended, the dtype's minimum on
+      padding). Built here because BERT's own mask builder branches on the data
+      (``mask.all()``), which ``torch.func.vmap`` (``method="per_sample"``) cannot trace.
+
+    The logits equal ``model(**encode_text(tokenizer, sentences, model=model)).logits``.
+
+    >>> model, tokenizer = load_text_model()
+    >>> classifier = TokenIdsClassifier(model)
+    >>> batch = encode_text(tokenizer, ["Great.", "A dull, tired film."], model=model)
+    >>> torch.allclose(classifier(batch.input_ids), model(**batch).logits, atol=1e-6)
+    True
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        _check_text_model(model, None)
+        self.model = model
+        pad = model.config.pad_token_id
+        self.pad_token_id = 0 if pad is None else int(pad)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        n, length = input_ids.shape
+        dtype = next(self.model.parameters()).dtype
+        padding = (input_ids == self.pad_token_id)[:, None, None, :]
+        mask = torch.zeros(padding.shape, dtype=dtype, device=input_ids.device)
+        mask = mask.masked_fill(padding, torch.finfo(dtype).min)
+        positions = torch.arange(length, device=input_ids.device).expand(n, length).contiguous()
+        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                          token_type_ids=torch.zeros_like(input_ids)).logits

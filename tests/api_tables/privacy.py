@@ -46,6 +46,31 @@ def _with(base: dict, **changes) -> dict:
     return {**base, **changes}
 
 
+def _ids_model(**options):
+    """Token ids -> logits: an Embedding (11 tokens), a LayerNorm and a Linear head."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Embedding(11, 4, **options), nn.LayerNorm(4), nn.Flatten(), nn.Linear(20, 2))
+
+
+def _ids(high=11, low=0, n=8):
+    ids = torch.randint(0, 11, (n, 5), generator=torch.Generator().manual_seed(0))
+    ids[0, 0], ids[1, 0] = low, high - 1
+    return ids, torch.randint(0, 2, (n,), generator=torch.Generator().manual_seed(1))
+
+
+class _SharedPositions(nn.Module):
+    """Position embeddings looked up once, (1, L), and broadcast over the batch (Opacus issue #841)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.tokens, self.positions, self.head = nn.Embedding(11, 4), nn.Embedding(5, 4), nn.Linear(4, 2)
+
+    def forward(self, ids):
+        h = self.tokens(ids) + self.positions(torch.arange(ids.shape[1])[None])
+        return self.head(h.mean(dim=1))
+
+
 def _bad_labels():
     x, y = _xy()
     return x, y + 2  # the MLP has two classes
@@ -109,9 +134,26 @@ BAD = [
         "labels outside the model's classes (ghost)"),
     Bad("private_gradient", lambda: ((_batchnorm_model(), *_xy()), _with(_STEP, method="ghost")), "model",
         "train-mode BatchNorm (ghost)"),
-    Bad("private_gradient", lambda: ((nn.Sequential(nn.Linear(3, 2), nn.LayerNorm(2)), *_xy()),
+    Bad("private_gradient", lambda: ((nn.Sequential(nn.Linear(3, 2), nn.GroupNorm(1, 2)), *_xy()),
                                      _with(_STEP, method="ghost")), "model", "a layer ghost clipping does not handle"),
     Bad("private_gradient", lambda: ((_model(), *_xy()), _with(_STEP, method="fast")), "method", "an unknown method"),
+    Bad("private_gradient", lambda: ((_ids_model(), *_ids(high=12)), _with(_STEP, method="ghost")), "x",
+        "token ids outside the embedding's vocabulary", match="0..10"),
+    Bad("private_gradient", lambda: ((_ids_model(), *_ids(low=-1)), _STEP), "x", "negative token ids"),
+    Bad("private_gradient", lambda: ((_ids_model(), _ids()[0][:, 0], _ids()[1]), _STEP), "x",
+        "token ids without a sequence dimension"),
+    Bad("private_gradient", lambda: ((_model(), _xy()[0].long(), _xy()[1]), _STEP), "x",
+        "integer inputs to a model without an Embedding", match="floating-point"),
+    Bad("private_gradient", lambda: ((_ids_model(scale_grad_by_freq=True), *_ids()), _with(_STEP, method="ghost")),
+        "model", "an Embedding with scale_grad_by_freq (mixes examples)", match="scale_grad_by_freq"),
+    Bad("private_gradient", lambda: ((_ids_model(max_norm=1.0), *_ids()), _with(_STEP, method="ghost")),
+        "model", "an Embedding with max_norm (renormalizes in place)", match="max_norm"),
+    Bad("private_gradient", lambda: ((_SharedPositions(), *_ids(high=5)), _with(_STEP, method="ghost")), "model",
+        "position ids without a batch dimension (Opacus issue #841)", match="#841"),
+    Bad("dp_fit", lambda: ((_ids_model(scale_grad_by_freq=True), *_ids()), _with(_DP, method="ghost")), "model",
+        "an Embedding with scale_grad_by_freq (ghost), before the first step", match="scale_grad_by_freq"),
+    Bad("membership_scores", lambda: ((_ids_model(), *_ids(high=12)), {}), "x",
+        "token ids outside the embedding's vocabulary"),
     Bad("private_gradient", lambda: ((_model(), *_xy()), _with(_STEP, generator=1)), "generator", "not a generator"),
     Bad("private_gradient", lambda: ((_model(), _xy()[0].double()[:, :2], _xy()[1]), _with(_STEP, method="ghost")),
         "x", "wrong number of features (ghost)"),

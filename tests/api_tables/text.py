@@ -81,6 +81,7 @@ VALID = {
     "substitution_attack": lambda: ((_model(), _tokenizer(), ["A good, funny film.", "A bad, dull film."], [1, 0]),
                                     {"max_swaps": 2, "candidates": _candidates(), "top_k": 4,
                                      "internal_batch_size": 64}),
+    "TokenIdsClassifier": lambda: ((_model(),), {}),
 }
 
 EXEMPT = {
@@ -97,6 +98,7 @@ EXEMPT = {
 }
 
 BAD = [
+    Bad("TokenIdsClassifier", lambda: ((torch.nn.Linear(3, 2),), {}), "model", "not a BERT classifier"),
     # a tokenizer that does not match the model
     Bad("encode_text", lambda: ((_big_tokenizer(), SENTENCES), {"model": _model()}), "tokenizer",
         id="tokenizer larger than the model's vocabulary"),

@@ -18,9 +18,11 @@ from ._core import as_array, as_number, call_learner, passed, require, require_c
 
 __all__ = [
     "check_bpsn_auc",
+    "check_embedding_grad_norms",
     "check_hotflip_estimates",
     "check_pad_batch",
     "check_riemann_token_ig",
+    "check_sequence_ghost_norms",
     "check_swap_term",
     "check_verify_folder",
 ]
@@ -158,3 +160,77 @@ def check_hotflip_estimates(hotflip_estimates: Callable[..., Any]) -> None:
                       tol=1e-9, hint="the first-order change of the score is the gradient dotted with the "
                       "change of the embedding, E[candidate] - E[token]")
     passed(name, "equals the first-order change for three tokens")
+
+
+# --------------------------------------------------------------------------- 5.4
+
+def _materialized_sequence_norms(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("blo,bli->boi", g, a).flatten(1).norm(dim=1)
+
+
+def check_sequence_ghost_norms(sequence_ghost_norms: Callable[..., Any]) -> None:
+    """Check ``sequence_ghost_norms(a, g) -> (B,)``: per-example weight-gradient norms of a Linear on tokens."""
+    name = "sequence_ghost_norms"
+    generator = torch.Generator().manual_seed(0)
+    cases = (("4 examples, 5 tokens, 3 -> 2 features", (4, 5, 3, 2)),
+             ("one example, 7 tokens, 6 -> 4 features", (1, 7, 6, 4)),
+             ("3 examples, 2 tokens, 8 -> 8 features", (3, 2, 8, 8)))
+    for case, (batch, length, n_in, n_out) in cases:
+        a = torch.randn(batch, length, n_in, generator=generator, dtype=torch.float64)
+        g = torch.randn(batch, length, n_out, generator=generator, dtype=torch.float64)
+        if length > 2:
+            g[:, length // 2 + 1:] = 0  # padded positions carry no gradient
+        expected = _materialized_sequence_norms(a, g)
+        got = as_array(call_learner(name, sequence_ghost_norms, a, g), name)
+        require(got.shape == (batch,), name, f"{case}: return one norm per example, shape ({batch},), got {got.shape}")
+        squared = np.allclose(got, expected.numpy() ** 2, rtol=1e-6, atol=1e-9)
+        require(not squared or np.allclose(got, expected.numpy(), rtol=1e-6), name,
+                f"{case}: these are the squared norms: take the square root at the end")
+        summed = torch.einsum("blo,bli->oi", g, a).norm().item()
+        require(batch == 1 or not np.allclose(got, summed), name,
+                f"{case}: that is the norm of the batch's gradient; each example needs its own")
+        require_close(got, expected.numpy(), name, case=case, what="the per-example norms", tol=1e-8,
+                      hint="|g_b^T a_b|_F^2 = sum((a_b a_b^T) * (g_b g_b^T)): two (L, L) Gram matrices per example")
+    passed(name, "equals the norms of the materialized per-example gradients in three cases")
+
+
+def _materialized_embedding_norms(ids: torch.Tensor, g: torch.Tensor, vocabulary: int,
+                                  padding_idx: int | None) -> torch.Tensor:
+    norms = []
+    for b in range(len(ids)):
+        rows = torch.zeros(vocabulary, g.shape[2], dtype=g.dtype).index_add_(0, ids[b], g[b])
+        if padding_idx is not None:
+            rows[padding_idx] = 0
+        norms.append(rows.norm())
+    return torch.stack(norms)
+
+
+def check_embedding_grad_norms(embedding_grad_norms: Callable[..., Any]) -> None:
+    """Check ``embedding_grad_norms(ids, g, padding_idx) -> (B,)``: per-example gradient norms of an Embedding."""
+    name = "embedding_grad_norms"
+    generator = torch.Generator().manual_seed(1)
+    cases = (("distinct tokens, no padding index", 50, 3, 6, None),
+             ("repeated tokens (a vocabulary of 4)", 4, 5, 8, None),
+             ("repeated tokens and padding id 0", 4, 5, 8, 0))
+    for case, vocabulary, batch, length, padding_idx in cases:
+        if vocabulary >= length:
+            ids = torch.stack([torch.randperm(vocabulary, generator=generator)[:length] for _ in range(batch)])
+        else:
+            ids = torch.randint(0, vocabulary, (batch, length), generator=generator)
+            ids[:, -2:] = 0  # trailing padding
+        g = torch.randn(batch, length, 3, generator=generator, dtype=torch.float64)
+        expected = _materialized_embedding_norms(ids, g, vocabulary, padding_idx)
+        got = as_array(call_learner(name, embedding_grad_norms, ids, g, padding_idx), name)
+        require(got.shape == (batch,), name, f"{case}: return one norm per example, shape ({batch},), got {got.shape}")
+        if padding_idx is None and vocabulary < length:
+            per_token = g.flatten(1).norm(dim=1).numpy()
+            require(not np.allclose(got, per_token), name,
+                    f"{case}: a token that occurs twice adds both output gradients to one row: sum them "
+                    "before squaring (sqrt(sum |g_t|^2) is right only when every token is distinct)")
+        if padding_idx is not None:
+            ignored = _materialized_embedding_norms(ids, g, vocabulary, None).numpy()
+            require(not np.allclose(got, ignored), name,
+                    f"{case}: tokens equal to padding_idx get no gradient (torch.nn.functional.embedding)")
+        require_close(got, expected.numpy(), name, case=case, what="the per-example norms", tol=1e-8,
+                      hint="add each token's output gradient to its row (per example), then take the norm")
+    passed(name, "equals the materialized per-example embedding gradients, repeated tokens and padding included")
