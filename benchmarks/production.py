@@ -8,16 +8,17 @@ from the same seed; the loop then calls :func:`trustml_lab.fairness.fairness_rep
 per resample and attribute (and computes the accuracy), as a report built one resample at a
 time would. Part C (the service) adds its latency cases here.
 
-Measured on the 2-core test machine, one thread (2026-12-01, another job running): ours 0.29 s,
-the loop 5.9 s, **20.3x**, same intervals. Of our time, about 0.17 s is ``torch.randint``
-drawing the 15 million resampled indices, a cost both sides share (the loop draws the same
-matrix); the rest is counting: each chunk of 16 resamples is drawn and turned into its count
-matrix (``scatter_add``) and one float32 product with the rows' one-hot confusion cells while
-it is still in the cache (drawing the whole matrix first and counting it 100 resamples at a
-time was 17x). The chunked draw is the same draw: a generator's stream does not depend on how
-the matrix is split. Drawing the cell counts directly (a multinomial of the confusion cells,
-O(cells) per resample instead of O(n)) would be far faster but a different draw, so the numbers
-would no longer equal a loop's over the same rows.
+Measured on the quiet 2-core test machine, one thread (2026-12-01): ours 0.31 s, the loop
+5.9 s, **19.0x** (20.3x in an earlier run with another job running), same intervals: the
+target is missed by a hair. Of our time, 0.20 s is ``torch.randint`` drawing the 15 million
+resampled indices, a cost both sides share (the loop draws the same matrix), which bounds the
+ratio at about 30x; the counting is 0.1 s: each chunk of 16 resamples is drawn and turned
+into its count matrix (``scatter_add``) and one float32 product with the rows' one-hot
+confusion cells while it is still in the cache (drawing the whole matrix first and counting it
+100 resamples at a time was 17x). The chunked draw is the same draw: a generator's stream
+does not depend on how the matrix is split. Drawing the cell counts directly (a multinomial
+of the confusion cells, O(cells) per resample instead of O(n)) would be far faster but a
+different draw, so the numbers would no longer equal a loop's over the same rows.
 """
 
 from __future__ import annotations
