@@ -124,10 +124,10 @@ MAX_BODY_BYTES = 64 * 1024
 _LOG = logging.getLogger(__name__)
 #: The most decisions scored in one forward pass and logged in one transaction.
 MAX_BATCH = 64
-#: The counterfactual searches tried in turn, until one flips the decision: steps of
-#: ``COUNTERFACTUAL_STEP`` standard deviations of one feature each, so changes of up to 1 and 8
-#: standard deviations in all (the first is cheap and finds the near flips).
-COUNTERFACTUAL_STEPS = (10, 80)
+#: The counterfactual search: at most this many steps of ``COUNTERFACTUAL_STEP`` standard
+#: deviations of one feature each (changes of up to 8 standard deviations in all). The search
+#: stops as soon as the decision flips, so a near flip costs a few steps.
+COUNTERFACTUAL_STEPS = 80
 COUNTERFACTUAL_STEP = 0.1
 #: The alerts that roll a version back by default: the release policy blocks on equal opportunity
 #: (TPR ratio and difference) and treats the selection-rate ratio as advisory (Adult's base rates
@@ -445,13 +445,10 @@ class ServedModel:
         # aim a little past the threshold, in logit units: log(t / (1 - t)) is the margin at score t
         t = min(max(self.threshold, 1e-6), 1 - 1e-6)
         margin = max(math.log(t / (1 - t)), 0.0) + 0.05
-        for steps in COUNTERFACTUAL_STEPS:  # a near flip is found in a few steps; only a far one pays for more
-            found = counterfactual(self.model, x, target=1, immutable=fixed, lower=self.layout.lower,
-                                   upper=self.layout.upper, scale=self.scale, margin=margin,
-                                   step_size=COUNTERFACTUAL_STEP, steps=steps)
-            if bool(found.valid[0]):
-                break
-        else:
+        found = counterfactual(self.model, x, target=1, immutable=fixed, lower=self.layout.lower,
+                               upper=self.layout.upper, scale=self.scale, margin=margin,
+                               step_size=COUNTERFACTUAL_STEP, steps=COUNTERFACTUAL_STEPS)
+        if not bool(found.valid[0]):
             return empty
         changed = dict(record)
         changes = []
