@@ -25,19 +25,23 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from trustml_lab import data, privacy, text
+from trustml_lab import data, text
 
 from ._harness import Case
+from .privacy import (  # the DP cases: chapter 4's step, on the BERT
+    MAX_GRAD_NORM,
+    NOISE_MULTIPLIER,
+    SEED,
+    _same_gradients,
+)
+from .privacy import _non_private as _non_private_step
+from .privacy import _ours as _privacy_step
 
 STEPS = 50
 DP_BATCH = 64
-MAX_GRAD_NORM = 1.0
-NOISE_MULTIPLIER = 1.0
-SEED = 0
 
 
 def _attribution_case(smoke: bool) -> Case:
@@ -146,34 +150,10 @@ def _opacus_dp_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: st
     return step
 
 
-def _ghost_dp_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], dict]:
-    def step() -> dict:
-        return privacy.private_gradient(model, x, y, max_grad_norm=MAX_GRAD_NORM, noise_multiplier=NOISE_MULTIPLIER,
-                                        method="ghost", generator=torch.Generator().manual_seed(SEED))
-    return step
-
-
-def _non_private_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], dict]:
-    params = dict(model.named_parameters())
-
-    def step() -> dict:
-        model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        return {name: p.grad for name, p in params.items()}
-    return step
-
-
-def _same_gradients(ours: dict, reference: dict) -> None:
-    if list(ours) != list(reference):
-        raise AssertionError(f"parameter names differ: {list(ours)} vs {list(reference)}")
-    for name in ours:
-        torch.testing.assert_close(ours[name], reference[name], atol=1e-4, rtol=1e-4, msg=name)
-
-
 def _dp_cases(smoke: bool) -> list[Case]:
     model, x, y = _dp_problem(smoke)
     where = f"BERT DP-SGD step, b={len(x)}, L={x.shape[1]}"
-    ours = _ghost_dp_step(model, x, y)
+    ours = _privacy_step(model, x, y, "ghost")
     return [
         Case(f"{where}: ghost vs non-private fwd+bwd", ours, _non_private_step(model, x, y),
              "torch forward+backward (no privacy)", min_speedup=1 / 2.5, target="<= 2.5x the non-private time",
