@@ -851,12 +851,6 @@ class _State:
             return self.load_live()
         return self.served
 
-    def decide(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Score, log and (every ``check_every`` decisions) check one application."""
-        answer = self.decide_batch([record])[0]
-        self.check_if_due()
-        return answer
-
     def decide_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Score ``records`` in one forward pass and log them in one transaction (then call
         :meth:`check_if_due`: the answers need not wait for the check)."""
@@ -887,7 +881,7 @@ class _State:
                 pass
 
     async def decide_async(self, record: dict[str, Any]) -> dict[str, Any]:
-        """:meth:`decide` on the decision worker, batched with the decisions waiting for it."""
+        """Decide ``record`` on the decision worker, batched with the decisions waiting for it."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self.lock:
