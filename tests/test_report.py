@@ -1,5 +1,6 @@
 """trustml_lab.report: the feature schema, the bundle, the trust report, the model card."""
 
+import collections
 import json
 import math
 
@@ -207,13 +208,16 @@ def _case(n, seed):
 
 
 def test_bootstrap_resamples_equal_fairness_report_on_the_same_rows():
-    """Each resample's metric equals fairness_report on the resampled rows (same generator draw)."""
+    """Each resample's metric equals fairness_report on rows that realize its cell counts (same draw)."""
     from trustml_lab.fairness import fairness_report
 
     y, p, group = _case(300, 1)
-    out = R.bootstrap_metrics(y, p, {"g": group}, n_bootstrap=50, generator=torch.Generator().manual_seed(3),
-                              internal_batch_size=7)
-    index = torch.randint(300, (50, 300), generator=torch.Generator().manual_seed(3))
+    out = R.bootstrap_metrics(y, p, {"g": group}, n_bootstrap=50, generator=torch.Generator().manual_seed(3))
+    _, inverse, counts = R._bootstrap_cells(torch.stack([group, y, p], dim=1), 50, torch.Generator().manual_seed(3))
+    index = R._resampled_rows(inverse, counts, torch.Generator().manual_seed(4))
+    assert index.shape == (50, 300)
+    assert torch.equal(torch.stack([torch.bincount(inverse[i], minlength=counts.shape[1]) for i in index]),
+                       counts.long())
     draws = np.array([fairness_report(y[i], p[i], group[i], privileged=1).equal_opportunity_difference
                       for i in index])
     expected = np.quantile(draws, [0.025, 0.975])
@@ -222,6 +226,57 @@ def test_bootstrap_resamples_equal_fairness_report_on_the_same_rows():
     full = fairness_report(y, p, group, privileged=1)
     assert est.value == pytest.approx(full.equal_opportunity_difference, abs=1e-12)
     assert out["accuracy"]["accuracy"].value == pytest.approx(float((y == p).double().mean()), abs=1e-12)
+
+
+def test_bootstrap_cell_counts_follow_the_multinomial_exactly():
+    """The cell counts of 6 rows in 3 cells (sizes 3, 2, 1), over 20,000 resamples, against the exact
+    Multinomial(6, (1/2, 1/3, 1/6)) probabilities of all 28 outcomes: Pearson's chi-square test.
+
+    This is what drawing 6 row indices uniformly with replacement gives. The test is set at the
+    0.001 level (a fixed seed, so it either always passes or always fails; a wrong split
+    probability, an off-by-one or a biased sampler shifts many outcomes and fails it by far).
+    """
+    from scipy import stats
+
+    sizes, n, draws = torch.tensor([3, 2, 1]), 6, 20_000
+    counts = R._multinomial_counts(sizes, draws, torch.Generator().manual_seed(0)).long()
+    assert torch.equal(counts.sum(dim=1), torch.full((draws,), n))
+    outcomes = [(a, b, n - a - b) for a in range(n + 1) for b in range(n + 1 - a)]
+    seen = collections.Counter(map(tuple, counts.tolist()))
+    assert set(seen) <= set(outcomes)
+    expected = np.array([stats.multinomial.pmf(o, n, [1 / 2, 1 / 3, 1 / 6]) for o in outcomes]) * draws
+    observed = np.array([seen[o] for o in outcomes])
+    keep = expected >= 5  # the chi-square approximation's usual condition; the rest pooled
+    observed = np.append(observed[keep], observed[~keep].sum())
+    expected = np.append(expected[keep], expected[~keep].sum())
+    assert stats.chisquare(observed, expected).pvalue > 1e-3
+
+
+def test_bootstrap_cell_counts_of_many_cells_have_the_multinomial_moments():
+    """37 cells of unequal sizes (a tree of depth 6, with padding): mean n p and covariance
+    n (diag p - p p^T) of the counts over 40,000 resamples, within 4.5 standard errors."""
+    sizes = torch.arange(1, 38)
+    n, draws = int(sizes.sum()), 40_000
+    counts = R._multinomial_counts(sizes, draws, torch.Generator().manual_seed(1))
+    prob = sizes.double() / n
+    mean_se = (n * prob * (1 - prob) / draws).sqrt()
+    assert ((counts.mean(0) - n * prob).abs() <= 4.5 * mean_se).all()
+    cov = torch.cov(counts.T)
+    truth = n * (torch.diag(prob) - torch.outer(prob, prob))
+    # the sample covariance's standard error is about sqrt((s_ii s_jj + s_ij^2) / draws)
+    se = ((truth.diag()[:, None] * truth.diag()[None, :] + truth**2) / draws).sqrt()
+    assert ((cov - truth).abs() <= 4.5 * se).all()
+
+
+def test_bootstrap_resampled_rows_are_uniform_within_each_cell():
+    """Every row is drawn as often as the others of its cell: over 2,000 resamples of 200 rows, each
+    row's total count is about Binomial(2000 * 200, 1/200) around 2,000."""
+    y, p, group = _case(200, 2)
+    _, inverse, counts = R._bootstrap_cells(torch.stack([group, y, p], dim=1), 2000, torch.Generator().manual_seed(5))
+    index = R._resampled_rows(inverse, counts, torch.Generator().manual_seed(6))
+    total = torch.bincount(index.flatten(), minlength=200).double()
+    sd = (2000 * 200 * (1 / 200) * (1 - 1 / 200)) ** 0.5
+    assert ((total - 2000).abs() <= 4.5 * sd).all()
 
 
 @pytest.mark.slow

@@ -681,7 +681,7 @@ class TrustReport:
     exactly (floats included: JSON writes the shortest text that reads back as the
     same double). ``fairness[attribute][metric]`` is an :class:`Estimate` with a
     percentile-bootstrap interval at ``confidence`` from ``n_bootstrap`` resamples of the
-    evaluation rows (one draw of indices shared by every metric and attribute);
+    evaluation rows (one draw of resamples shared by every metric and attribute);
     ``explanations`` maps each input field to its mean absolute exact Shapley value
     (fields as players, one-hot columns together) on the approval probability;
     ``privacy`` is ``None`` for a model trained without differential privacy.
@@ -790,26 +790,77 @@ def _side_metrics(conf: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def _multinomial_counts(sizes: torch.Tensor, n_bootstrap: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``(n_bootstrap, m)`` float64 draws of how many of ``n = sizes.sum()`` rows drawn uniformly with
+    replacement fall in each of ``m`` cells holding ``sizes`` rows: Multinomial(n, sizes / n), drawn
+    as a binary tree of conditional binomials (a node's count splits into its halves with
+    probability left size / node size), ``ceil(log2 m)`` vectorized ``torch.binomial`` calls on
+    ``generator``'s device. Exact in distribution: it is how a multinomial factorizes."""
+    where = generator.device if generator is not None else torch.device("cpu")
+    levels = [torch.nn.functional.pad(sizes.to(where, torch.float64), (0, (1 << (len(sizes) - 1).bit_length())
+                                                                      - len(sizes)))]
+    while len(levels[-1]) > 1:
+        levels.append(levels[-1].view(-1, 2).sum(dim=1))
+    counts = levels[-1].expand(n_bootstrap, 1)
+    for node, children in zip(levels[:0:-1], levels[-2::-1]):
+        left = children[0::2]
+        share = torch.where(node > 0, left / node.clamp_min(1), 0.0).expand_as(counts)
+        # clamp: torch.binomial was once seen to return -1 (pytorch#42153); a no-op otherwise
+        drawn = torch.minimum(torch.binomial(counts, share, generator=generator).clamp_min(0), counts)
+        counts = torch.stack([drawn, counts - drawn], dim=2).flatten(1)
+    return counts[:, :len(sizes)]
+
+
+def _bootstrap_cells(keys: torch.Tensor, n_bootstrap: int,
+                     generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cells of the rows' ``keys`` (one row of codes per data row) and ``n_bootstrap`` resamples' counts of them.
+
+    Returns ``(cells, inverse, counts)``: the distinct key rows (``m`` x columns), each data row's
+    cell, and ``counts[b, c]``, how many rows of cell ``c`` resample ``b`` holds (float64, on the
+    keys' device). A resample of ``n`` rows drawn uniformly with replacement holds a
+    Multinomial(n, sizes / n) number of rows of each cell, so these are the counts of an ordinary
+    row bootstrap, drawn in O(m) per resample instead of O(n). :func:`_resampled_rows` draws
+    rows that realize them."""
+    cells, inverse, sizes = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
+    return cells, inverse, _multinomial_counts(sizes, n_bootstrap, generator).to(keys.device)
+
+
+def _resampled_rows(inverse: torch.Tensor, counts: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """``(B, n)`` row indices with ``counts[b, c]`` rows of cell ``c`` (``inverse``: each row's cell), drawn
+    uniformly within each cell: with :func:`_bootstrap_cells`' counts, an ordinary bootstrap
+    resample of the rows (a uniform draw with replacement, grouped by cell). For references
+    and tests: the metrics of ``bootstrap_metrics`` depend on the counts only."""
+    order = torch.argsort(inverse, stable=True)
+    sizes = torch.bincount(inverse, minlength=counts.shape[1])
+    starts = torch.cumsum(sizes, 0) - sizes
+    per_row = counts.long()
+    every_cell = torch.arange(counts.shape[1], device=inverse.device).repeat(len(counts))
+    cell = torch.repeat_interleave(every_cell, per_row.flatten()).view(len(counts), -1)
+    u = torch.rand(cell.shape, dtype=torch.float64, generator=generator, device=inverse.device)
+    return order[starts[cell] + torch.minimum((u * sizes[cell]).long(), sizes[cell] - 1)]
+
+
 def bootstrap_metrics(y_true: Any, y_pred: Any, groups: Mapping[str, Any], *, n_bootstrap: int = 1000,
-                      confidence: float = 0.95, generator: torch.Generator | None = None,
-                      internal_batch_size: int = 16) -> dict[str, dict[str, Estimate]]:
+                      confidence: float = 0.95,
+                      generator: torch.Generator | None = None) -> dict[str, dict[str, Estimate]]:
     r"""Percentile-bootstrap intervals of accuracy and of each fairness metric, batched.
 
-    Draws the resampled row indices once, ``torch.randint(n, (n_bootstrap, n),
-    generator=generator)``, and turns them into a count matrix :math:`W` (``W[b, i]``: how
-    often row ``i`` is in resample ``b``, a ``scatter_add`` of ones). A resample's per-group confusion table is then
-    :func:`trustml_lab.fairness.group_confusion` with ``sample_weight=W[b]`` (a weighted
-    ``bincount`` of ``4 g + 2 y + \hat y``), so all of them at once are one matrix product
-    :math:`W\,E` with the rows' one-hot cells :math:`E` (``n`` x 8): no Python loop over
-    resamples, and exact (whole-number counts, exact in float32 below 2**24 rows).
-    ``internal_batch_size`` resamples are drawn and counted at a time (a memory knob; the draw
-    is the same for every value: a generator's stream does not depend on how it is split; small
-    chunks keep each one in the cache, 1.4x faster than 100 at a time). Each metric's value is the full
+    A resample's metrics depend only on how many of its rows fall in each cell: each distinct
+    combination of the protected attributes' codes, the label and the prediction. Those counts
+    of a bootstrap resample (``n`` rows drawn uniformly with replacement) are
+    Multinomial(``n``, cell sizes / ``n``), so they are drawn directly, as a tree of conditional
+    binomials on ``generator`` (:func:`_bootstrap_cells`): the same bootstrap distribution as
+    drawing the ``(n_bootstrap, n)`` row indices, at O(cells) per resample instead of O(n).
+    A resample's per-attribute confusion tables (the counts of ``4 g + 2 y + \hat y``, as in
+    :func:`trustml_lab.fairness.group_confusion`) are then one matrix product of the
+    ``(n_bootstrap, cells)`` counts with the cells' one-hot confusion cells: no Python loop over
+    resamples, and exact (whole-number counts). Each metric's value is the full
     sample's; the interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``
     quantiles of the finite resampled values (linear interpolation, numpy's default). Each
-    resample's numbers equal :func:`trustml_lab.fairness.fairness_report` on the same
-    resampled rows (``tests/test_report.py`` and ``benchmarks/production.py`` compare them
-    with a loop). ``groups`` maps each protected attribute to 0/1 codes (1 privileged).
+    resample's numbers equal :func:`trustml_lab.fairness.fairness_report` on rows that realize
+    its counts (:func:`_resampled_rows`; ``tests/test_report.py`` and
+    ``benchmarks/production.py`` compare them with a loop). ``groups`` maps each protected
+    attribute to 0/1 codes (1 privileged).
     Returns ``{"accuracy": {"accuracy": ...}, attribute: {metric: Estimate}}``.
 
     >>> y = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0] * 25); p = torch.tensor([1, 0, 0, 1, 0, 1, 1, 0] * 25)
@@ -834,26 +885,14 @@ def bootstrap_metrics(y_true: Any, y_pred: Any, groups: Mapping[str, Any], *, n_
     n_bootstrap = check_int(n_bootstrap, "n_bootstrap", low=2)
     confidence = check_in_range(confidence, "confidence", 0.0, 1.0, low_open=True, high_open=True)
     generator = check_generator(generator)
-    internal_batch_size = check_int(internal_batch_size, "internal_batch_size")
-    where = generator.device if generator is not None else "cpu"
-    device = y_true.device
     correct = (y_true == y_pred).double()
-    # one matrix E: the 8 one-hot cells of every attribute, then the correct flag (one pass over W)
-    # every entry of W E is a whole number <= n: exact in float32 while n < 2**24 (any summation order)
-    dtype = torch.float32 if n < 2**24 else torch.float64
-    cells = torch.cat([_one_hot(4 * code + 2 * y_true + y_pred, 8) for code in codes.values()]
-                      + [correct[:, None]], dim=1).to(dtype)
-    counted = []
-    buffer = torch.empty((min(internal_batch_size, n_bootstrap), n), dtype=dtype, device=device)
-    ones = torch.ones((), dtype=dtype, device=device).expand(buffer.shape)
-    for start in range(0, n_bootstrap, internal_batch_size):
-        # rows start.. of the (n_bootstrap, n) draw: chunk by chunk, a generator yields the same numbers
-        # as one call for the whole matrix, and each chunk is counted while it is still in the cache
-        rows = min(internal_batch_size, n_bootstrap - start)
-        chunk = torch.randint(n, (rows, n), generator=generator, device=where).to(device)
-        weights = buffer[:rows].zero_().scatter_add_(1, chunk, ones[:rows])
-        counted.append(weights @ cells)
-    counted = torch.cat(counted).double()
+    keys = torch.stack([*codes.values(), y_true, y_pred], dim=1)
+    cells, _, counts = _bootstrap_cells(keys, n_bootstrap, generator)
+    y_cell, p_cell = cells[:, -2], cells[:, -1]
+    # (cells, 8 per attribute + 1): each cell's one-hot confusion cell of every attribute, then its correct flag
+    onehot = torch.cat([_one_hot(4 * cells[:, k] + 2 * y_cell + p_cell, 8) for k in range(len(codes))]
+                       + [(y_cell == p_cell).double()[:, None]], dim=1)
+    counted = counts @ onehot
     sample = {"accuracy": {"accuracy": (correct.mean(), counted[:, -1] / n)}}
     for k, (name, code) in enumerate(codes.items()):
         full = _side_metrics(group_confusion(y_true, y_pred, code, num_groups=2))

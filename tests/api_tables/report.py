@@ -67,7 +67,7 @@ VALID = {
     "load_credit_model": lambda: ((), {}),
     "TrustReport.from_json": lambda: ((bundle().report.to_json(),), {}),
     "bootstrap_metrics": lambda: ((_binary()[0], _binary()[1], {"g": _binary()[2]}),
-                                  {"n_bootstrap": 30, "confidence": 0.9, "internal_batch_size": 8}),
+                                  {"n_bootstrap": 30, "confidence": 0.9}),
     "trust_report": _report_call,
     "model_card": lambda: ((bundle().report,), {}),
     "model_card_html": lambda: ((bundle().report,), {}),
