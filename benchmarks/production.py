@@ -15,11 +15,12 @@ per resample and attribute (and computes the accuracy), as a report built one re
 time would; the rows are drawn before the clock starts.
 
 Measured on the quiet 2-core test machine, one thread (2026-12-01, see ``RESULTS.md``): ours
-0.030 s, the loop 6.3 s, **210x**, the same intervals. The previous version drew the ``(1000, n)`` row indices (``torch.randint``, 0.2 s for 15 million
-indices, shared with the loop) and counted them with a chunked ``scatter_add`` and a matrix
-product: 0.31 s, 19.0x. Drawing the cell counts costs O(cells) per resample instead of
-O(n) and gives the same bootstrap distribution; it is another draw, so the intervals moved
-by Monte Carlo error (the shipped report was rebuilt).
+0.030 s, the loop 6.3 s, **210x**, the same intervals. The previous version drew the
+``(1000, n)`` row indices (``torch.randint``, 0.2 s for 15 million indices, shared with the
+loop) and counted them with a chunked ``scatter_add`` and a matrix product: 0.31 s, 19.0x.
+Drawing the cell counts costs O(cells) per resample instead of O(n) and gives the same
+bootstrap distribution; it is another draw, so the intervals moved by Monte Carlo error (the
+shipped report was rebuilt).
 """
 
 from __future__ import annotations

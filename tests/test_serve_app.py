@@ -180,6 +180,22 @@ def test_explain_values_add_up_and_a_denial_gets_a_counterfactual(v1_service):
     assert registry.count_decisions() == 1  # the explanation logged nothing; /predict logged one
 
 
+def test_the_search_beside_the_shapley_values_gives_the_same_explanations(reference):
+    """The service searches a denial's counterfactual on a second thread: byte-identical answers."""
+    import concurrent.futures
+
+    from trustml_lab.serve.app import ServedModel
+
+    served = ServedModel("v1", bundles.shipped(), reference, threshold=0.5, background_size=32, explain_samples=512,
+                         immutable=("age",))
+    approved = {**CLERK, "relationship": "Husband", "marital_status": "Married-civ-spouse"}
+    with concurrent.futures.ThreadPoolExecutor(1) as searcher:
+        for record in (CLERK, approved, {**CLERK, "education_num": 16}):
+            alone, beside = served.explain(record), served.explain(record, searcher=searcher)
+            assert json.dumps(beside) == json.dumps(alone)
+    assert alone["counterfactual"]["found"]
+
+
 def test_a_denial_no_allowed_change_undoes_has_no_counterfactual(service):
     client, _, _ = service  # v2 approves husbands only: no numeric field can make the clerk one
     data = client.post("/explain", json=CLERK).json()
