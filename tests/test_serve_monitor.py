@@ -121,6 +121,12 @@ def test_new_categories_missing_values_and_unseen_groups_are_counted():
     ref_codes = np.array([{MISSING: 0, "a": 1, "b": 2}[MISSING if pd.isna(v) else v] for v in reference["job"]])
     cur_codes = np.array([3 if i % 2 else 0 for i in range(40)])
     assert job.psi == pytest.approx(float(drift.psi_categorical(ref_codes, cur_codes)))
+    chi = drift.chi_square_test(ref_codes, cur_codes)  # the monitor keeps the reference's counts: the same test
+    assert (job.statistic, job.pvalue) == (float(chi.statistic), float(chi.pvalue))
+    ks = drift.ks_test(reference["n"].to_numpy(), np.arange(40.0))
+    n = next(d for d in report.drift if d.feature == "n")
+    assert (n.statistic, n.pvalue, n.psi) == (float(ks.statistic), float(ks.pvalue),
+                                              float(drift.psi(reference["n"].to_numpy(), np.arange(40.0))))
     assert [(g.group, g.rows) for g in report.groups] == [("x", 30), ("y", 0), ("z", 10)]
     assert report.groups[1].selection_rate is None
 

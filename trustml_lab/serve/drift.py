@@ -189,10 +189,19 @@ def psi(reference: Any, current: Any, *, bins: int = 10, floor: float = 1e-4) ->
     bins = check_int(bins, "bins", low=2)
     floor = _check_floor(floor)
     ref, cur, one = _pair(reference, current)
-    edges = _edges(ref, bins)  # (features, bins - 1)
-    ref_index = torch.searchsorted(edges, ref.T.contiguous()).T  # number of edges below each value
+    return _out(_psi_on_bins(*_reference_bins(ref, bins), cur, floor), one)
+
+
+def _reference_bins(ref: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's quantile edges ``(features, bins - 1)`` and its counts per bin ``(features, bins)``:
+    what :func:`psi` needs of the reference, computed once by a monitor."""
+    edges = _edges(ref, bins)
+    return edges, _bin_counts(torch.searchsorted(edges, ref.T.contiguous()).T, bins)  # edges below each value
+
+
+def _psi_on_bins(edges: torch.Tensor, ref_counts: torch.Tensor, cur: torch.Tensor, floor: float) -> torch.Tensor:
     cur_index = torch.searchsorted(edges, cur.T.contiguous()).T
-    return _out(_psi_from_counts(_bin_counts(ref_index, bins), _bin_counts(cur_index, bins), floor), one)
+    return _psi_from_counts(ref_counts, _bin_counts(cur_index, ref_counts.shape[1]), floor)
 
 
 def psi_categorical(reference: Any, current: Any, *, num_categories: int | None = None,
@@ -240,13 +249,31 @@ def ks_test(reference: Any, current: Any) -> TwoSampleTest:
     (0.5, 0.1678)
     """
     ref, cur, one = _pair(reference, current)
-    n1, n2 = len(ref), len(cur)
-    ref_sorted = torch.sort(ref, dim=0).values.T.contiguous()  # (features, n1)
-    cur_sorted = torch.sort(cur, dim=0).values.T.contiguous()
-    pooled = torch.cat([ref_sorted, cur_sorted], dim=1)
-    cdf_ref = torch.searchsorted(ref_sorted, pooled, right=True).to(torch.float64) / n1  # as scipy: counts / n
-    cdf_cur = torch.searchsorted(cur_sorted, pooled, right=True).to(torch.float64) / n2
-    d = (cdf_ref - cdf_cur).abs().amax(dim=1).cpu().numpy()
+    stat, pvalue = _ks_on_sorted(*_ks_reference(ref), cur)
+    return TwoSampleTest(_out(stat, one), _out(pvalue, one))
+
+
+def _ks_reference(ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's sorted columns ``(features, n1)`` and its empirical CDF at them: what
+    :func:`ks_test` needs of the reference, computed once by a monitor."""
+    ref_sorted = torch.sort(ref, dim=0).values.T.contiguous()
+    return ref_sorted, torch.searchsorted(ref_sorted, ref_sorted, right=True).to(torch.float64) / len(ref)
+
+
+def _ks_on_sorted(ref_sorted: torch.Tensor, ref_cdf: torch.Tensor,
+                  cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The KS statistic and p-value of each column. The largest CDF gap over the pooled values is
+    the larger of the gaps at the reference's values and at the window's (the same numbers, and
+    the reference's own CDF is computed once)."""
+    n1, n2 = ref_sorted.shape[1], len(cur)
+    cur_sorted = torch.sort(cur, dim=0).values.T.contiguous()  # (features, n2)
+
+    def cdf(sorted_columns: torch.Tensor, at: torch.Tensor, rows: int) -> torch.Tensor:
+        return torch.searchsorted(sorted_columns, at, right=True).to(torch.float64) / rows  # as scipy: counts / n
+
+    at_ref = (ref_cdf - cdf(cur_sorted, ref_sorted, n2)).abs().amax(dim=1)
+    at_cur = (cdf(ref_sorted, cur_sorted, n1) - cdf(cur_sorted, cur_sorted, n2)).abs().amax(dim=1)
+    d = torch.maximum(at_ref, at_cur).cpu().numpy()
     pvalue = np.empty_like(d)
     exact = max(n1, n2) <= KS_EXACT_MAX_ROWS
     g = math.gcd(n1, n2)
@@ -264,8 +291,7 @@ def ks_test(reference: Any, current: Any) -> TwoSampleTest:
 
         m, n = sorted([float(n1), float(n2)], reverse=True)
         pvalue[asymptotic] = np.clip(kstwo.sf(d[asymptotic], np.round(m * n / (m + n))), 0, 1)
-    stat = torch.from_numpy(d).to(ref.device)
-    return TwoSampleTest(_out(stat, one), _out(torch.from_numpy(pvalue).to(ref.device), one))
+    return torch.from_numpy(d).to(ref_sorted.device), torch.from_numpy(pvalue).to(ref_sorted.device)
 
 
 # --------------------------------------------------------------------------- chi-square
@@ -286,7 +312,13 @@ def chi_square_test(reference: Any, current: Any, *, num_categories: int | None 
     (7.22, 0.00721)
     """
     ref, cur, one, k = _codes(reference, current, num_categories)
-    observed = torch.stack([_bin_counts(ref, k), _bin_counts(cur, k)], dim=1)  # (features, 2, k)
+    stat, pvalue = _chi_square_on_counts(_bin_counts(ref, k), _bin_counts(cur, k))
+    return TwoSampleTest(_out(stat, one), _out(pvalue, one))
+
+
+def _chi_square_on_counts(ref_counts: torch.Tensor, cur_counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chi-square statistic and p-value of each column from the counts ``(features, categories)``."""
+    observed = torch.stack([ref_counts, cur_counts], dim=1)  # (features, 2, k)
     column = observed.sum(dim=1, keepdim=True)
     present = column > 0  # (features, 1, k)
     expected = observed.sum(dim=2, keepdim=True) * column / observed.sum(dim=(1, 2), keepdim=True)
@@ -302,5 +334,5 @@ def chi_square_test(reference: Any, current: Any, *, num_categories: int | None 
     stat_np, dof_np = stat.cpu().numpy(), dof.cpu().numpy()
     with np.errstate(invalid="ignore"):
         pvalue = np.where(dof_np > 0, chi2.sf(stat_np, np.maximum(dof_np, 1)), 1.0)
-    return TwoSampleTest(_out(stat, one), _out(torch.from_numpy(pvalue).to(ref.device), one))
+    return stat, torch.from_numpy(pvalue).to(stat.device)
 

@@ -87,7 +87,15 @@ import torch
 from .._stats import clopper_pearson
 from .._validation import as_tensor, check_in_range, check_int, check_positive, describe
 from ..fairness import group_confusion
-from .drift import chi_square_test, ks_test, psi, psi_categorical
+from .drift import (
+    _bin_counts,
+    _chi_square_on_counts,
+    _ks_on_sorted,
+    _ks_reference,
+    _psi_from_counts,
+    _psi_on_bins,
+    _reference_bins,
+)
 
 __all__ = [
     "Alert",
@@ -380,13 +388,16 @@ class Monitor:
             raise ValueError("features: expected distinct column names, got repeats")
         self.numeric = tuple(f for f in features if _is_numeric(frame[f]))
         self.categorical = tuple(f for f in features if not _is_numeric(frame[f]))
-        self._reference_numeric = torch.stack(
-            [as_tensor(frame[f].to_numpy(dtype=np.float64), f"reference[{f!r}]") for f in self.numeric], dim=1,
-        ) if self.numeric else None
         encoded = {f: _reference_codes(frame[f]) for f in self.categorical}
         self.categories = {f: encoded[f][0] for f in self.categorical}
-        self._reference_codes = torch.stack([encoded[f][1] for f in self.categorical], dim=1) \
-            if self.categorical else None
+        # what the drift tests need of the reference, computed once (a check then only sorts and bins its window)
+        if self.numeric:
+            numeric = torch.stack([as_tensor(frame[f].to_numpy(dtype=np.float64), f"reference[{f!r}]")
+                                   for f in self.numeric], dim=1)
+            self._reference_bins = _reference_bins(numeric, self.bins)
+            self._reference_sorted = _ks_reference(numeric)
+        self._reference_counts = [torch.bincount(encoded[f][1], minlength=len(encoded[f][0])).to(torch.float64)
+                                  for f in self.categorical]
 
     @staticmethod
     def _check_reference(reference: Any) -> pd.DataFrame:
@@ -448,21 +459,23 @@ class Monitor:
         found = []
         if self.numeric:
             current = torch.stack([self._numeric_column(rows, f) for f in self.numeric], dim=1)
-            values = psi(self._reference_numeric, current, bins=self.bins, floor=self.floor).tolist()
-            test = ks_test(self._reference_numeric, current)
+            values = _psi_on_bins(*self._reference_bins, current.to(torch.float64), self.floor).tolist()
+            statistic, pvalue = _ks_on_sorted(*self._reference_sorted, current.to(torch.float64))
             found += [FeatureDrift(f, "numeric", v, "ks", s, p) for f, v, s, p in
-                      zip(self.numeric, values, test.statistic.tolist(), test.pvalue.tolist())]
+                      zip(self.numeric, values, statistic.tolist(), pvalue.tolist())]
         if self.categorical:
             columns, top = [], 0
             for f in self.categorical:
                 known = {c: i for i, c in enumerate(self.categories[f])}
                 columns.append(_window_codes(_column(rows, f), known))
                 top = max(top, len(known))
-            current = torch.stack(columns, dim=1)
-            values = psi_categorical(self._reference_codes, current, num_categories=top, floor=self.floor).tolist()
-            test = chi_square_test(self._reference_codes, current, num_categories=top)
+            # the window's unseen categories got codes past the reference's: their reference count is 0
+            ref_counts = torch.stack([torch.nn.functional.pad(c, (0, top - len(c))) for c in self._reference_counts])
+            cur_counts = _bin_counts(torch.stack(columns, dim=1), top)
+            values = _psi_from_counts(ref_counts, cur_counts, self.floor).tolist()
+            statistic, pvalue = _chi_square_on_counts(ref_counts, cur_counts)
             found += [FeatureDrift(f, "categorical", v, "chi2", s, p) for f, v, s, p in
-                      zip(self.categorical, values, test.statistic.tolist(), test.pvalue.tolist())]
+                      zip(self.categorical, values, statistic.tolist(), pvalue.tolist())]
         return found
 
     @staticmethod
