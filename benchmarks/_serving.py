@@ -3,12 +3,21 @@
 Targets (issue 11): ``/predict`` p95 at most 20 ms and ``/explain`` p95 at most 200 ms under 50
 concurrent clients. The service is ``python -m trustml_lab.serve`` on the shipped credit model
 (one process, one torch thread, a fresh registry: every decision is logged to SQLite), started
-on a free port of 127.0.0.1. The clients are a closed loop: ``clients`` kept-alive connections (a
-minimal asyncio HTTP/1.1 client), each sending its next request (applicants of Adult's test part) as soon
-as the previous answer arrives; each latency is the time from sending a request to reading its
-answer, so it includes the wait in the server's queue. Warm-up requests are not counted.
+on a free port of 127.0.0.1. ``clients`` kept-alive connections (a minimal asyncio HTTP/1.1
+client) send applicants of Adult's test part, in one of two ways:
+
+- a **closed loop** (the default): each client sends its next request as soon as the previous
+  answer arrives, which keeps ``clients`` requests in flight and saturates the service; the
+  latency is the time from sending a request to reading its answer;
+- **paced** (``--predict-rate``, ``--explain-rate``: requests/s per client): each client sends
+  at its own Poisson times, as independent users do, and the latency counts from the
+  scheduled time, so a request delayed behind a slow one is charged the delay (no
+  coordinated omission).
+
+Warm-up requests are not counted; the /predict phase runs first, then the /explain phase.
 
     python -m benchmarks._serving [--clients 50] [--predict 2000] [--explain 200]
+                                  [--predict-rate 5 --explain-rate 0.05]
 """
 
 from __future__ import annotations

@@ -61,6 +61,9 @@ and throughput falls as clients are added). Decisions that arrive while the deci
 for it and are then scored in one forward pass and logged in one SQLite transaction (at
 most ``MAX_BATCH`` at a time), so throughput rises with the number of clients instead of
 falling; a single client still gets a batch of one, scored and logged before its answer.
+A denial's counterfactual search (many small gradient steps) runs on a third thread while
+the explanation worker computes the Shapley values (a few large matrix products), so an
+explanation takes about as long as the longer of the two, not their sum.
 
 Start it with ``python -m trustml_lab.serve --port 8000`` (see
 :mod:`trustml_lab.serve.__main__`), or build the app in Python:
