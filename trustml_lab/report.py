@@ -797,8 +797,8 @@ def _multinomial_counts(sizes: torch.Tensor, n_bootstrap: int, generator: torch.
     probability left size / node size), ``ceil(log2 m)`` vectorized ``torch.binomial`` calls on
     ``generator``'s device. Exact in distribution: it is how a multinomial factorizes."""
     where = generator.device if generator is not None else torch.device("cpu")
-    levels = [torch.nn.functional.pad(sizes.to(where, torch.float64), (0, (1 << (len(sizes) - 1).bit_length())
-                                                                      - len(sizes)))]
+    leaves = 1 << (len(sizes) - 1).bit_length()  # a full binary tree: m cells padded with empty ones
+    levels = [torch.nn.functional.pad(sizes.to(where, torch.float64), (0, leaves - len(sizes)))]
     while len(levels[-1]) > 1:
         levels.append(levels[-1].view(-1, 2).sum(dim=1))
     counts = levels[-1].expand(n_bootstrap, 1)
