@@ -194,6 +194,8 @@ def test_the_search_beside_the_shapley_values_gives_the_same_explanations(refere
             alone, beside = served.explain(record), served.explain(record, searcher=searcher)
             assert json.dumps(beside) == json.dumps(alone)
     assert alone["counterfactual"]["found"]
+    with pytest.raises(TypeError, match="^searcher: expected a concurrent.futures.Executor"):
+        served.explain(CLERK, searcher=lambda f, *a: f(*a))
 
 
 def test_a_denial_no_allowed_change_undoes_has_no_counterfactual(service):

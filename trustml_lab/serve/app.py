@@ -409,6 +409,8 @@ class ServedModel:
         Shapley values are computed here: the same answer, sooner on a machine with a core to
         spare (the search is a sequence of small gradient steps, the Shapley values a few large
         matrix products, and both release the GIL inside torch)."""
+        if searcher is not None and not isinstance(searcher, concurrent.futures.Executor):
+            raise TypeError(f"searcher: expected a concurrent.futures.Executor or None, got {describe(searcher)}")
         x = self.schema.encode([record]).to(torch.float32)
         with torch.no_grad():
             score = float(self._probability(x)[0])
